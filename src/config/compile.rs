@@ -1,0 +1,582 @@
+//! Raw structs -> [`Plan`]: every value parsed into what the request path uses, every bad
+//! combination reported with where it is.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+use ipnet::IpNet;
+
+use super::locate::Locations;
+use super::raw::{RawAuth, RawConfig, RawRoute};
+use super::{Limits, Plan};
+use crate::proxy::{ClientSettings, HttpUpstream};
+use crate::route::{Auth, PathMatch, Route};
+use crate::upstream::{Builtin, Upstream};
+
+const DEFAULT_LISTEN: &str = "0.0.0.0:8081";
+const DEFAULT_MAX_HEADER_SIZE: u64 = 32 * 1024;
+const DEFAULT_MAX_HEADERS: usize = 100;
+const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The methods a route may name (an extension method is more likely a typo than intended).
+const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
+];
+
+pub(super) struct Context<'a> {
+    /// The text after `${VAR}` interpolation.
+    pub text: &'a str,
+    /// Where relative file names are read from.
+    pub dir: PathBuf,
+}
+
+/// A problem, positioned in the interpolated text.
+pub(super) struct Problem {
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub path: String,
+    pub message: String,
+}
+
+struct Problems<'a> {
+    list: Vec<Problem>,
+    locations: &'a Locations,
+}
+
+impl Problems<'_> {
+    fn at(&mut self, path: &str, message: impl Into<String>) {
+        let pos = self.locations.value(path);
+        self.list.push(Problem {
+            line: pos.map(|p| p.line),
+            column: pos.map(|p| p.column),
+            path: path.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// A deserialisation error below `prefix`, made friendlier: the misspelt field is pointed
+    /// at and the closest valid name suggested.
+    fn serde(&mut self, prefix: &str, err: serde_path_to_error::Error<serde_yaml::Error>) {
+        let inner = err.path().to_string();
+        let path = match (prefix.is_empty(), inner.as_str()) {
+            (_, ".") => prefix.to_string(),
+            (true, p) => p.to_string(),
+            (false, p) if p.starts_with('[') => format!("{prefix}{p}"),
+            (false, p) => format!("{prefix}.{p}"),
+        };
+        let message = friendly(&err.into_inner().to_string());
+        if let Some(field) = unknown_name(&message, "unknown field `") {
+            // The path may or may not end with the unknown key itself.
+            let key_path = if path.ends_with(&format!(".{field}")) || path == field {
+                path.clone()
+            } else if path.is_empty() {
+                field.to_string()
+            } else {
+                format!("{path}.{field}")
+            };
+            if let Some(pos) = self.locations.key(&key_path) {
+                self.list.push(Problem {
+                    line: Some(pos.line),
+                    column: Some(pos.column),
+                    path: key_path,
+                    message,
+                });
+                return;
+            }
+        }
+        self.at(&path, message);
+    }
+}
+
+/// serde names our raw types in its messages; users know the YAML, not the structs.
+fn friendly(message: &str) -> String {
+    let mut m = message.to_string();
+    for (from, to) in [
+        (
+            "struct RawConfig",
+            "a mapping with `listen`, `trusted_proxies`, `limits` and `routes`",
+        ),
+        (
+            "struct RawRoute",
+            "a route: a mapping with `name`, `match`, `upstream` and `auth`",
+        ),
+        (
+            "struct RawMatch",
+            "a mapping with `exact` or `prefix`, and optional `methods` and `host`",
+        ),
+        ("struct RawLimits", "a mapping of limits"),
+        (
+            "struct RawUpstreamMap",
+            "a mapping with `url` and `ca_file`",
+        ),
+    ] {
+        m = m.replace(from, to);
+    }
+    if m.starts_with("missing field `auth`") {
+        m.push_str(": every route says what auth it needs; write `auth: none` for a public route");
+    }
+    for prefix in ["unknown field `", "unknown variant `"] {
+        if let Some(name) = unknown_name(&m, prefix) {
+            if let Some(best) = closest(name, &expected_names(&m)) {
+                m = format!("{m}; did you mean `{best}`?");
+            }
+        }
+    }
+    m
+}
+
+/// The name in "unknown field `x`, expected ...".
+fn unknown_name<'m>(message: &'m str, prefix: &str) -> Option<&'m str> {
+    let rest = message.strip_prefix(prefix)?;
+    rest.split('`').next()
+}
+
+/// The backquoted names after "expected" in serde's message.
+fn expected_names(message: &str) -> Vec<&str> {
+    let Some((_, tail)) = message.split_once("expected") else {
+        return Vec::new();
+    };
+    tail.split('`').skip(1).step_by(2).collect()
+}
+
+/// The candidate closest to `word`, if it is close enough to be a plausible typo.
+fn closest<'c>(word: &str, candidates: &[&'c str]) -> Option<&'c str> {
+    candidates
+        .iter()
+        .map(|c| {
+            (
+                strsim::jaro_winkler(&word.to_ascii_lowercase(), &c.to_ascii_lowercase()),
+                *c,
+            )
+        })
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+pub(super) fn compile(cx: &Context<'_>) -> Result<Plan, Vec<Problem>> {
+    let value: serde_yaml::Value = serde_yaml::from_str(cx.text).map_err(|e| {
+        let loc = e.location();
+        vec![Problem {
+            line: loc.as_ref().map(|l| l.line()),
+            column: loc.as_ref().map(|l| l.column()),
+            path: String::new(),
+            message: format!("not valid YAML: {}", strip_location(&e.to_string())),
+        }]
+    })?;
+    let locations = Locations::index(cx.text);
+    let mut problems = Problems {
+        list: Vec::new(),
+        locations: &locations,
+    };
+    if value.is_null() {
+        problems.at("", "the file is empty: it needs at least `routes:`");
+        return Err(problems.list);
+    }
+    let raw: RawConfig = match serde_path_to_error::deserialize(value) {
+        Ok(raw) => raw,
+        Err(e) => {
+            problems.serde("", e);
+            return Err(problems.list);
+        }
+    };
+
+    let listen = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    let listen: Option<SocketAddr> = match listen.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            problems.at(
+                "listen",
+                format!("`{listen}` is not an address: expected IP:port, such as `0.0.0.0:8081` or `127.0.0.1:8000`"),
+            );
+            None
+        }
+    };
+
+    let mut trusted_proxies = Vec::new();
+    for (i, t) in raw.trusted_proxies.iter().enumerate() {
+        match t
+            .parse::<IpNet>()
+            .or_else(|_| t.parse::<IpAddr>().map(IpNet::from))
+        {
+            Ok(net) => trusted_proxies.push(net),
+            Err(_) => problems.at(
+                &format!("trusted_proxies[{i}]"),
+                format!("`{t}` is not an IP address or CIDR range such as `10.0.0.0/8`"),
+            ),
+        }
+    }
+
+    let l = &raw.limits;
+    let max_header_size = l.max_header_size.map_or(DEFAULT_MAX_HEADER_SIZE, |s| s.0);
+    if max_header_size < 1024 {
+        problems.at("limits.max_header_size", "must be at least 1KiB");
+    }
+    let max_headers = l.max_headers.unwrap_or(DEFAULT_MAX_HEADERS);
+    if max_headers == 0 {
+        problems.at("limits.max_headers", "must be at least 1");
+    }
+    let limits = Limits {
+        max_header_size: usize::try_from(max_header_size).unwrap_or(usize::MAX),
+        max_headers,
+        header_read_timeout: positive(
+            &mut problems,
+            "limits.header_read_timeout",
+            l.header_read_timeout.map(|d| d.0),
+            DEFAULT_HEADER_READ_TIMEOUT,
+        ),
+        drain_timeout: l.drain_timeout.map_or(DEFAULT_DRAIN_TIMEOUT, |d| d.0),
+    };
+    let defaults = RouteDefaults {
+        max_body: l.max_body.map_or(DEFAULT_MAX_BODY, |s| s.0),
+        timeout: positive(
+            &mut problems,
+            "limits.timeout",
+            l.timeout.map(|d| d.0),
+            DEFAULT_TIMEOUT,
+        ),
+        client: ClientSettings {
+            connect_timeout: positive(
+                &mut problems,
+                "limits.connect_timeout",
+                l.connect_timeout.map(|d| d.0),
+                DEFAULT_CONNECT_TIMEOUT,
+            ),
+        },
+    };
+
+    let mut routes: Vec<(usize, Route)> = Vec::new();
+    let mut clients = HashMap::new();
+    let raw_routes = raw.routes.unwrap_or_default();
+    if raw_routes.is_empty() {
+        problems.at(
+            "routes",
+            "no routes: list at least one under `routes:`, or every request would be a 404",
+        );
+    }
+    for (i, value) in raw_routes.into_iter().enumerate() {
+        let prefix = format!("routes[{i}]");
+        match serde_path_to_error::deserialize::<_, RawRoute>(value) {
+            Ok(r) => {
+                if let Some(route) =
+                    compile_route(&prefix, r, cx, &defaults, &mut clients, &mut problems)
+                {
+                    routes.push((i, route));
+                }
+            }
+            Err(e) => problems.serde(&prefix, e),
+        }
+    }
+    check_route_set(&routes, &mut problems);
+
+    match listen {
+        Some(listen) if problems.list.is_empty() => Ok(Plan {
+            listen,
+            trusted_proxies,
+            limits,
+            routes: routes.into_iter().map(|(_, r)| Arc::new(r)).collect(),
+        }),
+        _ => Err(problems.list),
+    }
+}
+
+fn positive(
+    problems: &mut Problems<'_>,
+    path: &str,
+    value: Option<Duration>,
+    default: Duration,
+) -> Duration {
+    match value {
+        Some(d) if d.is_zero() => {
+            problems.at(path, "must be longer than zero");
+            default
+        }
+        Some(d) => d,
+        None => default,
+    }
+}
+
+struct RouteDefaults {
+    max_body: u64,
+    timeout: Duration,
+    client: ClientSettings,
+}
+
+fn compile_route(
+    prefix: &str,
+    raw: RawRoute,
+    cx: &Context<'_>,
+    defaults: &RouteDefaults,
+    clients: &mut HashMap<(String, Option<PathBuf>), Arc<HttpUpstream>>,
+    problems: &mut Problems<'_>,
+) -> Option<Route> {
+    let before = problems.list.len();
+    let field = |name: &str| format!("{prefix}.{name}");
+
+    if raw.name.is_empty()
+        || !raw
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        problems.at(
+            &field("name"),
+            format!("`{}` is not a route name: use letters, digits, `-`, `_` and `.` (it appears in logs and metrics)", raw.name),
+        );
+    }
+
+    let m = &raw.matcher;
+    let path = match (&m.exact, &m.prefix) {
+        (Some(p), None) => {
+            check_match_path(&field("match.exact"), p, problems).map(PathMatch::Exact)
+        }
+        (None, Some(p)) => {
+            check_match_path(&field("match.prefix"), p, problems).map(PathMatch::Prefix)
+        }
+        (Some(_), Some(_)) => {
+            problems.at(&field("match"), "give either `exact` or `prefix`, not both");
+            None
+        }
+        (None, None) => {
+            problems.at(
+                &field("match"),
+                "needs a path: `exact: /path` or `prefix: /path`",
+            );
+            None
+        }
+    };
+
+    let methods = match &m.methods {
+        None => None,
+        Some(list) if list.is_empty() => {
+            problems.at(
+                &field("match.methods"),
+                "is empty, so the route could never match; leave it out to match every method",
+            );
+            None
+        }
+        Some(list) => {
+            let mut out = Vec::new();
+            for (j, name) in list.iter().enumerate() {
+                let upper = name.to_ascii_uppercase();
+                match METHODS.iter().find(|m| **m == upper) {
+                    Some(known) => {
+                        if let Ok(method) = known.parse::<Method>() {
+                            if !out.contains(&method) {
+                                out.push(method);
+                            }
+                        }
+                    }
+                    None => {
+                        let hint = closest(&upper, &METHODS)
+                            .map(|b| format!("; did you mean `{b}`?"))
+                            .unwrap_or_default();
+                        problems.at(
+                            &format!("{prefix}.match.methods[{j}]"),
+                            format!(
+                                "`{name}` is not an HTTP method (expected one of {}){hint}",
+                                METHODS.join(", ")
+                            ),
+                        );
+                    }
+                }
+            }
+            Some(out)
+        }
+    };
+
+    let host = match &m.host {
+        None => None,
+        Some(h) => {
+            let host = h.trim_end_matches('.').to_ascii_lowercase();
+            if host.is_empty() || host.contains(['/', ':', ' ']) && !host.starts_with('[') {
+                problems.at(&field("match.host"), format!("`{h}` is not a host name: write it without scheme or port, as `api.example.com`"));
+            }
+            Some(host)
+        }
+    };
+
+    let upstream = compile_upstream(
+        &field("upstream"),
+        &raw.upstream.url,
+        raw.upstream.ca_file.as_deref(),
+        cx,
+        defaults,
+        clients,
+        problems,
+    );
+
+    if raw.strip_prefix && !matches!(path, Some(PathMatch::Prefix(_)) | None) {
+        problems.at(&field("strip_prefix"), "applies to `prefix` matches only");
+    }
+    let timeout = positive(
+        problems,
+        &field("timeout"),
+        raw.timeout.map(|d| d.0),
+        defaults.timeout,
+    );
+    let auth = match raw.auth {
+        RawAuth::None => Auth::None,
+    };
+
+    if problems.list.len() != before {
+        return None;
+    }
+    Some(Route {
+        name: raw.name,
+        path: path?,
+        methods,
+        host,
+        upstream: upstream?,
+        auth,
+        strip_prefix: raw.strip_prefix,
+        preserve_host: raw.preserve_host,
+        timeout,
+        max_body: raw.max_body.map_or(defaults.max_body, |s| s.0),
+    })
+}
+
+/// A match path must be in the canonical form requests are matched in, or it never matches.
+fn check_match_path(path: &str, p: &str, problems: &mut Problems<'_>) -> Option<String> {
+    if p.contains(['?', '#']) {
+        problems.at(
+            path,
+            format!("`{p}` holds a query or fragment; routes match on the path only"),
+        );
+        return None;
+    }
+    match crate::path::normalize(p) {
+        Ok(n) if n == p => {}
+        Ok(n) => {
+            problems.at(
+                path,
+                format!("`{p}` is not in canonical form; requests are matched as `{n}`"),
+            );
+            return None;
+        }
+        Err(e) => {
+            problems.at(path, format!("`{p}` can never match: {}", e.describe()));
+            return None;
+        }
+    }
+    if p.len() > 1 && p.ends_with('/') && path.ends_with("prefix") {
+        let trimmed = p.trim_end_matches('/');
+        problems.at(
+            path,
+            format!("write `{trimmed}`: a prefix matches on segment boundaries, so `{trimmed}` already matches `{trimmed}/...` (and `{trimmed}` itself)"),
+        );
+        return None;
+    }
+    Some(p.to_string())
+}
+
+fn compile_upstream(
+    path: &str,
+    url: &str,
+    ca_file: Option<&str>,
+    cx: &Context<'_>,
+    defaults: &RouteDefaults,
+    clients: &mut HashMap<(String, Option<PathBuf>), Arc<HttpUpstream>>,
+    problems: &mut Problems<'_>,
+) -> Option<Upstream> {
+    if let Some(name) = url.strip_prefix("builtin:") {
+        if ca_file.is_some() {
+            problems.at(path, "`ca_file` applies to https upstreams only");
+        }
+        return match Builtin::from_name(name) {
+            Some(b) => Some(Upstream::Builtin(b)),
+            None => {
+                let hint = closest(name, &Builtin::NAMES)
+                    .map(|b| format!("; did you mean `builtin:{b}`?"))
+                    .unwrap_or_default();
+                problems.at(
+                    path,
+                    format!(
+                        "unknown built-in upstream `{name}`, expected one of {}{hint}",
+                        Builtin::NAMES.map(|n| format!("`builtin:{n}`")).join(", ")
+                    ),
+                );
+                None
+            }
+        };
+    }
+    let ca = ca_file.map(|f| cx.dir.join(f));
+    let key = (url.to_string(), ca.clone());
+    if let Some(existing) = clients.get(&key) {
+        return Some(Upstream::Http(existing.clone()));
+    }
+    match HttpUpstream::new(url, ca.as_deref(), &defaults.client) {
+        Ok(u) => {
+            let u = Arc::new(u);
+            clients.insert(key, u.clone());
+            Some(Upstream::Http(u))
+        }
+        Err(message) => {
+            problems.at(path, message);
+            None
+        }
+    }
+}
+
+/// Checks across routes: unique names, and no route hidden behind an earlier one.
+fn check_route_set(routes: &[(usize, Route)], problems: &mut Problems<'_>) {
+    for (n, (i, route)) in routes.iter().enumerate() {
+        for (j, earlier) in &routes[..n] {
+            if earlier.name == route.name {
+                problems.at(
+                    &format!("routes[{i}].name"),
+                    format!("route name `{}` is already used by routes[{j}]", route.name),
+                );
+            } else if earlier.shadows(route) {
+                problems.at(
+                    &format!("routes[{i}].match"),
+                    format!(
+                        "route `{}` is never reached: `{}` (routes[{j}]) comes first and matches every request it would; put the more specific route first",
+                        route.name, earlier.name
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// serde_yaml ends messages with " at line L column C"; we print the position ourselves.
+fn strip_location(message: &str) -> &str {
+    match message.find(" at line ") {
+        Some(i) => &message[..i],
+        None => message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closest_suggests_plausible_typos_only() {
+        assert_eq!(
+            closest("prefx", &["exact", "prefix", "methods", "host"]),
+            Some("prefix")
+        );
+        assert_eq!(
+            closest("upstrem", &["name", "match", "upstream", "auth"]),
+            Some("upstream")
+        );
+        assert_eq!(closest("zzz", &["exact", "prefix"]), None);
+    }
+
+    #[test]
+    fn expected_names_are_read_from_serdes_message() {
+        let m = "unknown field `prefx`, expected one of `exact`, `prefix`, `methods`, `host`";
+        assert_eq!(expected_names(m), ["exact", "prefix", "methods", "host"]);
+        assert_eq!(unknown_name(m, "unknown field `"), Some("prefx"));
+    }
+}

@@ -1,0 +1,218 @@
+//! The file as written: serde structs with `deny_unknown_fields`, and the few value types
+//! (durations, sizes, upstreams) that know how to read themselves. Nothing here is used on the
+//! request path; [`super::compile`] turns these into the plan.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+/// Top level of `gateway.yaml`. Routes are kept as YAML values here and read one by one, so a
+/// mistake in one route does not hide the mistakes in the next.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub listen: Option<String>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    #[serde(default)]
+    pub limits: RawLimits,
+    pub routes: Option<Vec<serde_yaml::Value>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub max_header_size: Option<Size>,
+    pub max_headers: Option<usize>,
+    pub max_body: Option<Size>,
+    pub timeout: Option<Dur>,
+    pub connect_timeout: Option<Dur>,
+    pub header_read_timeout: Option<Dur>,
+    pub drain_timeout: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    pub name: String,
+    #[serde(rename = "match")]
+    pub matcher: RawMatch,
+    pub upstream: RawUpstream,
+    pub auth: RawAuth,
+    #[serde(default)]
+    pub strip_prefix: bool,
+    #[serde(default)]
+    pub preserve_host: bool,
+    pub timeout: Option<Dur>,
+    pub max_body: Option<Size>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMatch {
+    pub exact: Option<String>,
+    pub prefix: Option<String>,
+    pub methods: Option<Vec<String>>,
+    pub host: Option<String>,
+}
+
+/// What a route requires of a caller. Token validation adds its variants here.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RawAuth {
+    None,
+}
+
+/// `upstream: http://host:port/base` or `upstream: { url: https://..., ca_file: ca.pem }`.
+#[derive(Debug)]
+pub(crate) struct RawUpstream {
+    pub url: String,
+    pub ca_file: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstreamMap {
+    url: String,
+    ca_file: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for RawUpstream {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawUpstream;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an upstream URL such as `http://127.0.0.1:3000` or `builtin:courses`, or a map with `url` and `ca_file`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawUpstream, E> {
+                Ok(RawUpstream {
+                    url: v.to_string(),
+                    ca_file: None,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawUpstream, A::Error> {
+                let m = RawUpstreamMap::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawUpstream {
+                    url: m.url,
+                    ca_file: m.ca_file,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A duration written with its unit: `30s`, `500ms`, `10m`, `1h 30m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Dur;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration with a unit, such as `30s`, `500ms` or `10m`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Dur, E> {
+                humantime::parse_duration(v.trim()).map(Dur).map_err(|_| {
+                    E::custom(format!(
+                        "invalid duration `{v}`: expected a number and a unit, such as `30s`, `500ms` or `10m`"
+                    ))
+                })
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Dur, E> {
+                Err(E::custom(format!(
+                    "duration `{v}` has no unit: write `{v}s` for seconds or `{v}ms` for milliseconds"
+                )))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Dur, E> {
+                Err(E::custom(format!(
+                    "duration `{v}` has no unit: write it as `30s`, `500ms` or `10m`"
+                )))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A size in bytes, written `1MiB`, `512KiB`, `10MB` or a plain number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Size(pub u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Size;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a size such as `1MiB`, `512KiB` or a number of bytes")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Size, E> {
+                v.trim()
+                    .parse::<bytesize::ByteSize>()
+                    .map(|b| Size(b.as_u64()))
+                    .map_err(|_| {
+                        E::custom(format!(
+                            "invalid size `{v}`: expected a number and a unit, such as `1MiB`, `512KiB` or `10MB`"
+                        ))
+                    })
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Size, E> {
+                Ok(Size(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Size, E> {
+                u64::try_from(v)
+                    .map(Size)
+                    .map_err(|_| E::custom(format!("size `{v}` is negative")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_need_a_unit() {
+        assert_eq!(
+            serde_yaml::from_str::<Dur>("30s").unwrap().0,
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            serde_yaml::from_str::<Dur>("10m").unwrap().0,
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            serde_yaml::from_str::<Dur>("250ms").unwrap().0,
+            Duration::from_millis(250)
+        );
+        let err = serde_yaml::from_str::<Dur>("30").unwrap_err().to_string();
+        assert!(err.contains("has no unit"), "{err}");
+        let err = serde_yaml::from_str::<Dur>("3Os").unwrap_err().to_string();
+        assert!(err.contains("invalid duration `3Os`"), "{err}");
+    }
+
+    #[test]
+    fn sizes_read_binary_and_decimal_units() {
+        assert_eq!(serde_yaml::from_str::<Size>("1MiB").unwrap().0, 1 << 20);
+        assert_eq!(serde_yaml::from_str::<Size>("512KiB").unwrap().0, 512 << 10);
+        assert_eq!(serde_yaml::from_str::<Size>("10MB").unwrap().0, 10_000_000);
+        assert_eq!(serde_yaml::from_str::<Size>("4096").unwrap().0, 4096);
+        assert!(serde_yaml::from_str::<Size>("lots").is_err());
+    }
+
+    #[test]
+    fn upstream_is_a_string_or_a_map() {
+        let u: RawUpstream = serde_yaml::from_str("http://a:1").unwrap();
+        assert_eq!(u.url, "http://a:1");
+        let u: RawUpstream = serde_yaml::from_str("{ url: https://a, ca_file: ca.pem }").unwrap();
+        assert_eq!(u.ca_file.as_deref(), Some("ca.pem"));
+        assert!(serde_yaml::from_str::<RawUpstream>("{ url: https://a, ca: x }").is_err());
+    }
+}

@@ -1,0 +1,263 @@
+//! Header rewriting that every forwarded message gets: hop-by-hop removal (both ways),
+//! `X-Forwarded-*`, `Forwarded` and `Via`.
+
+use std::net::IpAddr;
+
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, FORWARDED, PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION, TE, TRANSFER_ENCODING, UPGRADE, VIA,
+};
+use http::Version;
+
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// RFC 9110 section 7.6.1, plus the non-standard `Keep-Alive` and `Proxy-Connection`.
+/// (`Trailer` is end-to-end: it announces trailers that we pass through.)
+fn hop_by_hop() -> [&'static HeaderName; 8] {
+    [
+        &CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &TE,
+        &TRANSFER_ENCODING,
+        &UPGRADE,
+        &PROXY_AUTHENTICATE,
+        &PROXY_AUTHORIZATION,
+    ]
+}
+
+/// Removes the hop-by-hop headers: the fixed list and every header that `Connection` names.
+/// Returns whether the sender asked for trailers (`TE: trailers`), which is worth passing on
+/// as our own `TE` since trailers do stream through.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) -> bool {
+    let wants_trailers = headers.get_all(TE).iter().any(|v| {
+        v.to_str().is_ok_and(|s| {
+            s.split(',').any(|t| {
+                t.trim()
+                    .split(';')
+                    .next()
+                    .is_some_and(|n| n.trim().eq_ignore_ascii_case("trailers"))
+            })
+        })
+    });
+    if headers.contains_key(CONNECTION) {
+        // HeaderName::from_bytes lower-cases, so `Connection: X-Custom` removes `x-custom`.
+        let named: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in hop_by_hop() {
+        headers.remove(name);
+    }
+    wants_trailers
+}
+
+/// Who sent the request, as far as the forwarding headers are concerned.
+pub(crate) struct Client<'a> {
+    pub ip: IpAddr,
+    /// The peer is a configured trusted proxy: its forwarding headers are kept and extended.
+    pub trusted: bool,
+    /// `http` or `https`: how the client reached us.
+    pub proto: &'static str,
+    /// The `Host` (or `:authority`) the client addressed.
+    pub host: Option<&'a HeaderValue>,
+}
+
+/// Sets `X-Forwarded-For/-Proto/-Host` and extends `Forwarded` when present. An untrusted peer's
+/// own copies of these (and of every `X-Forwarded-*` and `X-Real-IP`) are dropped first, so the
+/// chain starts anew and nobody can forge their address to an upstream.
+pub(crate) fn set_forwarding(headers: &mut HeaderMap, client: &Client<'_>) {
+    let ip = client.ip.to_string();
+    let mut xff = ip.clone();
+    if client.trusted {
+        let previous: Vec<&str> = headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if !previous.is_empty() {
+            xff = format!("{}, {ip}", previous.join(", "));
+        }
+        if headers.contains_key(FORWARDED) {
+            let node = match client.ip {
+                IpAddr::V4(_) => ip.clone(),
+                IpAddr::V6(_) => format!("\"[{ip}]\""),
+            };
+            append(
+                headers,
+                FORWARDED,
+                &format!("for={node};proto={}", client.proto),
+            );
+        }
+    } else {
+        let forged: Vec<HeaderName> = headers
+            .keys()
+            .filter(|n| n.as_str().starts_with("x-forwarded-"))
+            .cloned()
+            .collect();
+        for name in forged {
+            headers.remove(name);
+        }
+        headers.remove(FORWARDED);
+        headers.remove(&X_REAL_IP);
+    }
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(
+            X_FORWARDED_PROTO.clone(),
+            HeaderValue::from_static(client.proto),
+        );
+    }
+    if !headers.contains_key(&X_FORWARDED_HOST) {
+        if let Some(host) = client.host {
+            headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+        }
+    }
+}
+
+/// Appends our `Via` entry (RFC 9110 section 7.6.3) for a message received with `version`.
+pub(crate) fn add_via(headers: &mut HeaderMap, version: Version) {
+    let entry = match version {
+        Version::HTTP_09 => "0.9 cryptr-gateway",
+        Version::HTTP_10 => "1.0 cryptr-gateway",
+        Version::HTTP_2 => "2 cryptr-gateway",
+        Version::HTTP_3 => "3 cryptr-gateway",
+        _ => "1.1 cryptr-gateway",
+    };
+    append(headers, VIA, entry);
+}
+
+/// Adds `value` to the comma list in `name`, folding earlier lines into one.
+fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    let joined = {
+        let existing: Vec<&str> = headers
+            .get_all(&name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if existing.is_empty() {
+            value.to_string()
+        } else {
+            format!("{}, {value}", existing.join(", "))
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&joined) {
+        headers.insert(name, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_removed_in_any_case() {
+        let mut h = map(&[
+            ("Connection", "Keep-Alive, X-Secret-Hop"),
+            ("connection", "x-other"),
+            ("keep-alive", "timeout=5"),
+            ("X-SECRET-HOP", "1"),
+            ("x-other", "2"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "gzip"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("proxy-authenticate", "Basic"),
+            ("proxy-authorization", "Basic eA=="),
+            ("x-end-to-end", "kept"),
+            ("trailer", "x-checksum"),
+        ]);
+        assert!(!strip_hop_by_hop(&mut h));
+        let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["x-end-to-end", "trailer"]);
+    }
+
+    #[test]
+    fn te_trailers_is_reported() {
+        let mut h = map(&[("te", "gzip, Trailers;q=1")]);
+        assert!(strip_hop_by_hop(&mut h));
+        assert!(h.get(TE).is_none());
+    }
+
+    #[test]
+    fn untrusted_peer_starts_a_new_forwarding_chain() {
+        let mut h = map(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil"),
+            ("x-forwarded-port", "1"),
+            ("forwarded", "for=6.6.6.6"),
+            ("x-real-ip", "6.6.6.6"),
+        ]);
+        let host = HeaderValue::from_static("api.example.com");
+        set_forwarding(
+            &mut h,
+            &Client {
+                ip: "192.0.2.7".parse().unwrap(),
+                trusted: false,
+                proto: "http",
+                host: Some(&host),
+            },
+        );
+        assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "api.example.com");
+        assert!(h.get("x-forwarded-port").is_none());
+        assert!(h.get("forwarded").is_none());
+        assert!(h.get("x-real-ip").is_none());
+    }
+
+    #[test]
+    fn trusted_peer_chain_is_appended_to() {
+        let mut h = map(&[
+            ("x-forwarded-for", "203.0.113.1"),
+            ("X-Forwarded-For", "10.0.0.2"),
+            ("x-forwarded-proto", "https"),
+            ("forwarded", "for=203.0.113.1"),
+        ]);
+        set_forwarding(
+            &mut h,
+            &Client {
+                ip: "::1".parse().unwrap(),
+                trusted: true,
+                proto: "http",
+                host: None,
+            },
+        );
+        assert_eq!(h["x-forwarded-for"], "203.0.113.1, 10.0.0.2, ::1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["forwarded"], "for=203.0.113.1, for=\"[::1]\";proto=http");
+    }
+
+    #[test]
+    fn via_is_appended() {
+        let mut h = map(&[("via", "1.0 edge")]);
+        add_via(&mut h, Version::HTTP_2);
+        assert_eq!(h["via"], "1.0 edge, 2 cryptr-gateway");
+    }
+}

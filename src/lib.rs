@@ -1,0 +1,15 @@
+//! cryptr-gateway: a reverse proxy that lets a request through only with a valid Cryptr access
+//! token. `main.rs` is a thin CLI over this library; the tests start exactly what it starts.
+#![forbid(unsafe_code)]
+
+pub mod body;
+pub mod config;
+pub mod error;
+mod headers;
+pub mod logging;
+pub mod path;
+pub mod pipeline;
+pub mod proxy;
+pub mod route;
+pub mod server;
+pub mod upstream;

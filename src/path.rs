@@ -1,0 +1,168 @@
+//! The request path as the upstream will see it, decided once, before matching.
+//!
+//! A route must match the very path that is forwarded; otherwise `/public/../api/x` could match
+//! a public route and be resolved by the upstream into a protected `/api/x`. So the path is put
+//! in one canonical form, matched in that form, and forwarded in that form:
+//! - percent-encoded unreserved characters are decoded (`/%61pi` is `/api`, RFC 3986 6.2.2.2);
+//! - runs of `/` are merged (`//api` is `/api` to most servers);
+//! - a `.` or `..` segment, literal or encoded (`%2e%2e`), is refused: clients resolve those
+//!   before sending, so one that arrives is an attempt to reach around a route;
+//! - an encoded `/` or `\` (`%2F`, `%5C`), a literal `\`, or an encoded NUL is refused, as
+//!   upstreams disagree on whether they separate segments.
+//!
+//! Hand-written: the URL crates (url, percent-encoding) decode everything or nothing, and
+//! decoding reserved characters would change the meaning of the path.
+
+use std::borrow::Cow;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    NotAbsolute,
+    BadPercentEncoding,
+    DotSegment,
+    EncodedSeparator,
+}
+
+impl PathError {
+    pub fn describe(self) -> &'static str {
+        match self {
+            PathError::NotAbsolute => "the request path must start with `/`",
+            PathError::BadPercentEncoding => {
+                "the request path holds a `%` not followed by two hex digits"
+            }
+            PathError::DotSegment => {
+                "the request path holds a `.` or `..` segment; send the resolved path"
+            }
+            PathError::EncodedSeparator => {
+                "the request path holds an encoded `/`, `\\` or NUL, or a literal `\\`"
+            }
+        }
+    }
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Puts `raw` (the path of the request target, without its query) in canonical form, or says
+/// why it cannot be forwarded. Borrows when the path is already canonical, the common case.
+pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
+    let bytes = raw.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return Err(PathError::NotAbsolute);
+    }
+    let canonical = !bytes.windows(2).any(|w| w == b"//") && !bytes.contains(&b'%');
+    let path: Cow<'_, str> = if canonical {
+        Cow::Borrowed(raw)
+    } else {
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            if b == b'%' {
+                let (Some(hi), Some(lo)) = (
+                    bytes.get(i + 1).copied().and_then(hex),
+                    bytes.get(i + 2).copied().and_then(hex),
+                ) else {
+                    return Err(PathError::BadPercentEncoding);
+                };
+                let decoded = hi << 4 | lo;
+                if matches!(decoded, b'/' | b'\\' | 0) {
+                    return Err(PathError::EncodedSeparator);
+                }
+                if is_unreserved(decoded) {
+                    out.push(decoded);
+                } else {
+                    out.extend_from_slice(&bytes[i..i + 3]);
+                }
+                i += 3;
+                continue;
+            }
+            if !(b == b'/' && out.last() == Some(&b'/')) {
+                out.push(b);
+            }
+            i += 1;
+        }
+        // Only ASCII went in, and every decoded byte is an unreserved ASCII character.
+        Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+    };
+    if path.contains('\\') {
+        return Err(PathError::EncodedSeparator);
+    }
+    if path.split('/').any(|s| s == "." || s == "..") {
+        return Err(PathError::DotSegment);
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_path_is_borrowed_unchanged() {
+        assert!(matches!(
+            normalize("/api/v1/courses"),
+            Ok(Cow::Borrowed("/api/v1/courses"))
+        ));
+        assert_eq!(normalize("/").unwrap(), "/");
+    }
+
+    #[test]
+    fn encoded_unreserved_characters_are_decoded_and_others_kept() {
+        assert_eq!(normalize("/%61pi/x").unwrap(), "/api/x");
+        assert_eq!(normalize("/a%20b/%E2%82%AC").unwrap(), "/a%20b/%E2%82%AC");
+        assert_eq!(normalize("/a%7e").unwrap(), "/a~");
+    }
+
+    #[test]
+    fn repeated_slashes_are_merged() {
+        assert_eq!(normalize("//api///x/").unwrap(), "/api/x/");
+    }
+
+    #[test]
+    fn dot_segments_are_refused_literal_or_encoded() {
+        for p in [
+            "/public/../api/x",
+            "/public/./x",
+            "/..",
+            "/public/%2e%2e/api",
+            "/public/%2E./api",
+            "/public/.%2e",
+            "/a/%2e",
+        ] {
+            assert_eq!(normalize(p), Err(PathError::DotSegment), "{p}");
+        }
+        // Dots inside a segment are ordinary characters.
+        assert_eq!(normalize("/a/..b/c.d/...").unwrap(), "/a/..b/c.d/...");
+    }
+
+    #[test]
+    fn encoded_separators_and_backslashes_are_refused() {
+        for p in ["/api%2fx", "/api%2Fx", "/api%5cx", "/a\\b", "/a%00"] {
+            assert_eq!(normalize(p), Err(PathError::EncodedSeparator), "{p}");
+        }
+    }
+
+    #[test]
+    fn broken_percent_encoding_is_refused() {
+        for p in ["/a%", "/a%2", "/a%zz"] {
+            assert_eq!(normalize(p), Err(PathError::BadPercentEncoding), "{p}");
+        }
+    }
+
+    #[test]
+    fn relative_paths_are_refused() {
+        assert_eq!(normalize("*"), Err(PathError::NotAbsolute));
+        assert_eq!(normalize(""), Err(PathError::NotAbsolute));
+    }
+}

@@ -1,0 +1,226 @@
+//! One request, one way through: route -> (CORS) -> authenticate -> rewrite -> forward ->
+//! decorate -> finish. Each phase is a function; an early answer is an `Err` carried by `?`
+//! to the one place that turns it into a response and logs it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{HeaderValue, CONTENT_LENGTH, HOST, TE};
+use http::request::Parts;
+use http::{Request, Response, Version};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use tower_http::timeout::TimeoutBody;
+
+use crate::body::{Body, BoxError};
+use crate::config::Plan;
+use crate::error::GatewayError;
+use crate::headers;
+use crate::route::{self, Auth, Route};
+use crate::upstream::Upstream;
+
+/// What the gateway knows of the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    /// `http` or `https`.
+    pub proto: &'static str,
+}
+
+/// Serves one request; never fails: every error becomes its HTTP answer here.
+pub async fn handle(plan: &Plan, conn: &ConnInfo, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let mut route: Option<Arc<Route>> = None;
+    let (res, error) = match flow(plan, conn, req, &mut route).await {
+        Ok(res) => (res, None),
+        Err(e) => (e.to_response(), Some(e)),
+    };
+    finish(
+        &method,
+        &uri,
+        route.as_deref(),
+        &res,
+        error.as_ref(),
+        started,
+    );
+    res
+}
+
+async fn flow(
+    plan: &Plan,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+    matched: &mut Option<Arc<Route>>,
+) -> Result<Response<Body>, GatewayError> {
+    check_header_limits(&req, plan)?;
+    let (mut parts, body) = req.into_parts();
+    // A cheap clone (shared bytes) so the normalised path can borrow it while `parts` changes.
+    let uri = parts.uri.clone();
+    let path = crate::path::normalize(uri.path()).map_err(GatewayError::InvalidPath)?;
+    let route = route::select(
+        &plan.routes,
+        &parts.method,
+        route::request_host(&parts.uri, &parts.headers),
+        &path,
+    )?;
+    *matched = Some(route.clone());
+    // CORS arrives here: a preflight is answered before authentication.
+    authenticate(route, &parts)?;
+    let body = limit_body(&parts, body, route)?;
+    rewrite_request(&mut parts, plan, conn, route, &path, uri.query())?;
+    let res = forward(route, Request::from_parts(parts, body)).await?;
+    Ok(decorate(res, route))
+}
+
+/// Headers are bounded in total size and count; hyper's own limits sit above these so that a
+/// client over them gets our JSON 431, not a bare one.
+fn check_header_limits(req: &Request<Incoming>, plan: &Plan) -> Result<(), GatewayError> {
+    let headers = req.headers();
+    if headers.len() > plan.limits.max_headers {
+        return Err(GatewayError::HeadersTooLarge);
+    }
+    let size: usize = headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len())
+        .sum();
+    if size > plan.limits.max_header_size {
+        return Err(GatewayError::HeadersTooLarge);
+    }
+    Ok(())
+}
+
+fn authenticate(route: &Route, _parts: &Parts) -> Result<(), GatewayError> {
+    match route.auth {
+        Auth::None => Ok(()),
+    }
+}
+
+/// Refuses a declared length over the route's limit before anything is sent upstream, and
+/// bounds the rest as it streams: a chunked body that grows past the limit fails mid-way and
+/// the request ends in a 413. Between two pieces the client may pause at most the route's
+/// timeout.
+fn limit_body(parts: &Parts, body: Incoming, route: &Route) -> Result<Body, GatewayError> {
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > route.max_body) {
+        return Err(GatewayError::BodyTooLarge {
+            limit: route.max_body,
+        });
+    }
+    let limit = usize::try_from(route.max_body).unwrap_or(usize::MAX);
+    Ok(TimeoutBody::new(route.timeout, Limited::new(body, limit))
+        .map_err(|e| -> BoxError { e })
+        .boxed_unsync())
+}
+
+/// Headers as the upstream must see them: hop-by-hop gone, forwarding chain set, `Host` and
+/// target pointing at the upstream.
+fn rewrite_request(
+    parts: &mut Parts,
+    plan: &Plan,
+    conn: &ConnInfo,
+    route: &Route,
+    path: &str,
+    query: Option<&str>,
+) -> Result<(), GatewayError> {
+    let client_host = parts.headers.get(HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    let wants_trailers = headers::strip_hop_by_hop(&mut parts.headers);
+    let ip = conn.peer.ip().to_canonical();
+    headers::set_forwarding(
+        &mut parts.headers,
+        &headers::Client {
+            ip,
+            trusted: plan.is_trusted(ip),
+            proto: conn.proto,
+            host: client_host.as_ref(),
+        },
+    );
+    headers::add_via(&mut parts.headers, parts.version);
+    if wants_trailers {
+        parts
+            .headers
+            .insert(TE, HeaderValue::from_static("trailers"));
+    }
+    let path = route.upstream_path(path);
+    match &route.upstream {
+        Upstream::Http(u) => {
+            parts.uri = u.uri_for(path, query)?;
+            if !route.preserve_host {
+                parts.headers.insert(HOST, u.host_header().clone());
+            } else if let Some(host) = client_host {
+                parts.headers.insert(HOST, host);
+            }
+        }
+        Upstream::Builtin(_) => {
+            let target = match query {
+                Some(q) => format!("{path}?{q}"),
+                None => path.to_string(),
+            };
+            parts.uri = target
+                .parse()
+                .map_err(|e: http::uri::InvalidUri| GatewayError::ClientBody(e.into()))?;
+        }
+    }
+    // Upstreams are spoken to in HTTP/1.1, whatever the client used.
+    parts.version = Version::HTTP_11;
+    Ok(())
+}
+
+async fn forward(route: &Route, req: Request<Body>) -> Result<Response<Body>, GatewayError> {
+    match &route.upstream {
+        Upstream::Http(u) => u.forward(req, route.timeout, route.max_body).await,
+        Upstream::Builtin(b) => b.serve(req, route.max_body).await,
+    }
+}
+
+/// The upstream's answer as the client must see it: hop-by-hop gone, our `Via` added.
+fn decorate(mut res: Response<Body>, route: &Route) -> Response<Body> {
+    if let Upstream::Http(_) = route.upstream {
+        headers::strip_hop_by_hop(res.headers_mut());
+        let version = res.version();
+        headers::add_via(res.headers_mut(), version);
+    }
+    res
+}
+
+/// The one access-log line of every request, whatever path it took. Client faults are quiet
+/// (info), ours and our upstreams' loud (warn).
+fn finish(
+    method: &http::Method,
+    uri: &http::Uri,
+    route: Option<&Route>,
+    res: &Response<Body>,
+    error: Option<&GatewayError>,
+    started: Instant,
+) {
+    let status = res.status().as_u16();
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let route_name = route.map_or("-", |r| r.name.as_str());
+    let upstream = route.map_or("-", |r| r.upstream.label());
+    let code = error.map_or("-", GatewayError::code);
+    match error {
+        Some(e) if e.is_server_fault() => tracing::warn!(
+            target: "access",
+            %method, path = uri.path(), route = route_name, upstream, status, duration_ms,
+            error = code, cause = %e,
+            "request"
+        ),
+        _ => tracing::info!(
+            target: "access",
+            %method, path = uri.path(), route = route_name, upstream, status, duration_ms,
+            error = code,
+            "request"
+        ),
+    }
+}

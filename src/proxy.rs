@@ -1,0 +1,233 @@
+//! Forwarding to HTTP(S) upstreams: one pooled client per upstream, bounded waits, and the
+//! mapping of what can go wrong on the way to a [`GatewayError`].
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::HeaderValue;
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, Uri};
+use http_body_util::{BodyExt, LengthLimitError};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+use tower_http::timeout::TimeoutBody;
+
+use crate::body::{Body, BoxError};
+use crate::error::GatewayError;
+
+type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
+
+/// An `http://` or `https://` upstream: where it is, and its own connection pool.
+pub struct HttpUpstream {
+    url: String,
+    scheme: Scheme,
+    authority: Authority,
+    /// The URL's path without its trailing `/` (`""` for none): prefixed to every request path.
+    base_path: String,
+    /// `Host` sent upstream unless the route has `preserve_host`.
+    host_header: HeaderValue,
+    client: HttpClient,
+}
+
+impl fmt::Debug for HttpUpstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpUpstream")
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+/// Settings shared by every upstream's client.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub connect_timeout: Duration,
+}
+
+impl HttpUpstream {
+    /// Parses `url` and builds its client; errors are sentences for `check` to print.
+    pub fn new(
+        url: &str,
+        ca_file: Option<&Path>,
+        settings: &ClientSettings,
+    ) -> Result<Self, String> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| format!("`{url}` is not a URL ({e}); expected `http://host:port[/path]`, `https://...` or `builtin:NAME`"))?;
+        let scheme = match uri.scheme_str() {
+            Some("http") => Scheme::HTTP,
+            Some("https") => Scheme::HTTPS,
+            _ => {
+                return Err(format!(
+                    "`{url}` has no http or https scheme; expected `http://host:port[/path]`, `https://...` or `builtin:{}`",
+                    crate::upstream::Builtin::NAMES.join("|")
+                ))
+            }
+        };
+        let authority = uri
+            .authority()
+            .cloned()
+            .filter(|a| !a.host().is_empty())
+            .ok_or_else(|| format!("`{url}` names no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(format!(
+                "`{url}` carries credentials; put them in a header instead"
+            ));
+        }
+        if uri.query().is_some() {
+            return Err(format!(
+                "`{url}` has a query string; an upstream URL may only have a path"
+            ));
+        }
+        if ca_file.is_some() && scheme != Scheme::HTTPS {
+            return Err("`ca_file` applies to https upstreams only".into());
+        }
+        let base_path = uri.path().trim_end_matches('/').to_string();
+        let host_header = HeaderValue::from_str(authority.as_str())
+            .map_err(|_| format!("`{url}` has a host that cannot be a Host header"))?;
+        let client = build_client(ca_file, settings)?;
+        Ok(HttpUpstream {
+            url: url.to_string(),
+            scheme,
+            authority,
+            base_path,
+            host_header,
+            client,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub(crate) fn host_header(&self) -> &HeaderValue {
+        &self.host_header
+    }
+
+    /// The absolute URI for a request: base path, then `path`, then the query byte for byte.
+    pub(crate) fn uri_for(&self, path: &str, query: Option<&str>) -> Result<Uri, GatewayError> {
+        let mut pq = String::with_capacity(
+            self.base_path.len() + path.len() + 1 + query.map_or(0, str::len),
+        );
+        pq.push_str(&self.base_path);
+        pq.push_str(path);
+        if let Some(q) = query {
+            pq.push('?');
+            pq.push_str(q);
+        }
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(pq)
+            .build()
+            .map_err(|e| GatewayError::UpstreamProtocol(e.into()))
+    }
+
+    /// Sends `req` and waits at most `timeout` for the answer to start; the answer's body then
+    /// streams with the same `timeout` between two pieces. `max_body` says which limit a body
+    /// that grew too large crossed.
+    pub(crate) async fn forward(
+        &self,
+        req: Request<Body>,
+        timeout: Duration,
+        max_body: u64,
+    ) -> Result<Response<Body>, GatewayError> {
+        let res = match tokio::time::timeout(timeout, self.client.request(req)).await {
+            Err(_) => return Err(GatewayError::UpstreamTimeout),
+            Ok(Err(e)) => return Err(classify(e, max_body)),
+            Ok(Ok(res)) => res,
+        };
+        Ok(res.map(|b| {
+            TimeoutBody::new(timeout, b)
+                .map_err(|e| -> BoxError { e })
+                .boxed_unsync()
+        }))
+    }
+}
+
+fn build_client(ca_file: Option<&Path>, settings: &ClientSettings) -> Result<HttpClient, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("cannot read ca_file `{}`: {e}", path.display()))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("ca_file `{}` is not PEM: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("ca_file `{}` holds no certificate", path.display()));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| format!("ca_file `{}`: {e}", path.display()))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup failed: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(settings.connect_timeout));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(https))
+}
+
+/// Which side failed, read from the error's chain: our limit on the client's body, the client's
+/// body itself, the connection to the upstream, or the upstream's answer.
+fn classify(err: hyper_util::client::legacy::Error, max_body: u64) -> GatewayError {
+    if err.is_connect() {
+        return GatewayError::UpstreamUnavailable(err.into());
+    }
+    match body_fault(&err) {
+        Some(BodyFault::TooLarge) => GatewayError::BodyTooLarge { limit: max_body },
+        Some(BodyFault::Client) => GatewayError::ClientBody(err.into()),
+        None => GatewayError::UpstreamProtocol(err.into()),
+    }
+}
+
+/// Maps an error read from a client's body (in a built-in upstream) to its answer.
+pub(crate) fn client_body_error(err: BoxError, max_body: u64) -> GatewayError {
+    match body_fault(err.as_ref()) {
+        Some(BodyFault::TooLarge) => GatewayError::BodyTooLarge { limit: max_body },
+        _ => GatewayError::ClientBody(err),
+    }
+}
+
+enum BodyFault {
+    TooLarge,
+    Client,
+}
+
+fn body_fault(err: &(dyn StdError + 'static)) -> Option<BodyFault> {
+    let mut source = Some(err);
+    while let Some(e) = source {
+        if e.is::<LengthLimitError>() {
+            return Some(BodyFault::TooLarge);
+        }
+        if e.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_user)
+        {
+            // hyper reports a failing request body as a user error: the fault is the client's.
+            return Some(BodyFault::Client);
+        }
+        source = e.source();
+    }
+    None
+}

@@ -1,0 +1,224 @@
+//! Routes and how a request picks one: ordered, first match wins.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+
+use crate::error::GatewayError;
+use crate::upstream::Upstream;
+
+/// How a route matches the (normalised) request path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    /// The path equals this, byte for byte.
+    Exact(String),
+    /// The path is this or continues it at a segment boundary: `/api` matches `/api` and
+    /// `/api/x`, never `/apix`. `/` matches every path.
+    Prefix(String),
+}
+
+impl PathMatch {
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Exact(p) => path == p,
+            PathMatch::Prefix(p) => prefix_matches(p, path),
+        }
+    }
+
+    /// True when every path that `other` matches, this matches too.
+    pub fn covers(&self, other: &PathMatch) -> bool {
+        match (self, other) {
+            (PathMatch::Exact(a), PathMatch::Exact(b)) => a == b,
+            (PathMatch::Exact(_), PathMatch::Prefix(_)) => false,
+            (PathMatch::Prefix(a), PathMatch::Exact(b) | PathMatch::Prefix(b)) => {
+                prefix_matches(a, b)
+            }
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            PathMatch::Exact(p) | PathMatch::Prefix(p) => p,
+        }
+    }
+}
+
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/') || prefix.ends_with('/'),
+        None => false,
+    }
+}
+
+/// What auth a route requires. Token validation adds its variants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// Public: no token is looked at.
+    None,
+}
+
+/// One compiled route: read-only on the request path.
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    pub path: PathMatch,
+    /// `None`: every method.
+    pub methods: Option<Vec<Method>>,
+    /// Lower-case host name without port; `None`: every host.
+    pub host: Option<String>,
+    pub upstream: Upstream,
+    pub auth: Auth,
+    pub strip_prefix: bool,
+    pub preserve_host: bool,
+    /// How long the upstream may take to start answering, and to send each next piece.
+    pub timeout: Duration,
+    pub max_body: u64,
+}
+
+impl Route {
+    fn matches_target(&self, host: Option<&str>, path: &str) -> bool {
+        self.path.matches(path)
+            && match &self.host {
+                None => true,
+                Some(h) => host.is_some_and(|host| host.eq_ignore_ascii_case(h)),
+            }
+    }
+
+    fn allows(&self, method: &Method) -> bool {
+        match &self.methods {
+            None => true,
+            Some(methods) => methods.contains(method),
+        }
+    }
+
+    /// True when this route catches every request `later` would, so `later` is never reached.
+    pub fn shadows(&self, later: &Route) -> bool {
+        let host = self.host.is_none() || self.host == later.host;
+        let methods = match (&self.methods, &later.methods) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(a), Some(b)) => b.iter().all(|m| a.contains(m)),
+        };
+        host && methods && self.path.covers(&later.path)
+    }
+
+    /// The path to send upstream for the request path `path` (already matched).
+    pub fn upstream_path<'p>(&self, path: &'p str) -> &'p str {
+        match (&self.path, self.strip_prefix) {
+            (PathMatch::Prefix(p), true) => {
+                let rest = path.get(p.trim_end_matches('/').len()..).unwrap_or("");
+                if rest.is_empty() {
+                    "/"
+                } else {
+                    rest
+                }
+            }
+            _ => path,
+        }
+    }
+}
+
+/// Picks the first route that matches; a path that routes match but none for this method is a
+/// 405 naming the methods they take, so a caller learns more than "not found".
+pub(crate) fn select<'a>(
+    routes: &'a [Arc<Route>],
+    method: &Method,
+    host: Option<&str>,
+    path: &str,
+) -> Result<&'a Arc<Route>, GatewayError> {
+    let mut allowed: Vec<Method> = Vec::new();
+    for route in routes {
+        if !route.matches_target(host, path) {
+            continue;
+        }
+        if route.allows(method) {
+            return Ok(route);
+        }
+        for m in route.methods.iter().flatten() {
+            if !allowed.contains(m) {
+                allowed.push(m.clone());
+            }
+        }
+    }
+    if allowed.is_empty() {
+        Err(GatewayError::RouteNotFound)
+    } else {
+        Err(GatewayError::MethodNotAllowed(allowed))
+    }
+}
+
+/// The host a request is addressed to, without port: the URI's authority (HTTP/2, absolute
+/// form) or else the `Host` header.
+pub(crate) fn request_host<'a>(
+    uri: &'a http::Uri,
+    headers: &'a http::HeaderMap,
+) -> Option<&'a str> {
+    let raw = match uri.host() {
+        Some(h) => h,
+        None => headers.get(http::header::HOST)?.to_str().ok()?,
+    };
+    let host = if raw.starts_with('[') {
+        // An IPv6 literal keeps its brackets and loses its port.
+        raw.split_inclusive(']').next().unwrap_or(raw)
+    } else {
+        raw.split(':').next().unwrap_or(raw)
+    };
+    Some(host.trim_end_matches('.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_matches_on_segment_boundaries_only() {
+        let p = PathMatch::Prefix("/api".into());
+        assert!(p.matches("/api"));
+        assert!(p.matches("/api/"));
+        assert!(p.matches("/api/x/y"));
+        assert!(!p.matches("/apix"));
+        assert!(!p.matches("/ap"));
+        assert!(!p.matches("/"));
+        let root = PathMatch::Prefix("/".into());
+        assert!(root.matches("/"));
+        assert!(root.matches("/anything"));
+    }
+
+    #[test]
+    fn covers_follows_matching() {
+        let api = PathMatch::Prefix("/api".into());
+        assert!(api.covers(&PathMatch::Prefix("/api/v1".into())));
+        assert!(api.covers(&PathMatch::Exact("/api".into())));
+        assert!(!api.covers(&PathMatch::Prefix("/apix".into())));
+        assert!(PathMatch::Prefix("/".into()).covers(&api));
+        assert!(!PathMatch::Exact("/api".into()).covers(&api));
+    }
+
+    fn host_of(uri: &str, host: Option<&str>) -> Option<String> {
+        let mut b = http::Request::builder().uri(uri);
+        if let Some(h) = host {
+            b = b.header("host", h);
+        }
+        let req = b.body(()).unwrap();
+        request_host(req.uri(), req.headers()).map(str::to_string)
+    }
+
+    #[test]
+    fn request_host_drops_the_port() {
+        assert_eq!(
+            host_of("/", Some("api.example.com:8081")).as_deref(),
+            Some("api.example.com")
+        );
+        assert_eq!(host_of("/", Some("[::1]:8081")).as_deref(), Some("[::1]"));
+        assert_eq!(
+            host_of("http://h2.example/x", None).as_deref(),
+            Some("h2.example")
+        );
+        assert_eq!(
+            host_of("/", Some("example.com.")).as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(host_of("/", None), None);
+    }
+}
