@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{HeaderValue, CONTENT_LENGTH, HOST, TE};
+use http::header::{HeaderValue, CONTENT_LENGTH, EXPECT, HOST, TE};
 use http::request::Parts;
 use http::{Request, Response, Version};
 use http_body_util::{BodyExt, Limited};
@@ -152,6 +152,9 @@ fn rewrite_request(
             .headers
             .insert(TE, HeaderValue::from_static("trailers"));
     }
+    // The client's `Expect: 100-continue` was answered by our own server when we began to read
+    // the body; the upstream gets the body straight away and must not be asked again.
+    parts.headers.remove(EXPECT);
     let path = route.upstream_path(path);
     match &route.upstream {
         Upstream::Http(u) => {

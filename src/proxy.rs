@@ -216,18 +216,21 @@ enum BodyFault {
 }
 
 fn body_fault(err: &(dyn StdError + 'static)) -> Option<BodyFault> {
-    let mut source = Some(err);
-    while let Some(e) = source {
-        if e.is::<LengthLimitError>() {
-            return Some(BodyFault::TooLarge);
-        }
-        if e.downcast_ref::<hyper::Error>()
-            .is_some_and(hyper::Error::is_user)
-        {
-            // hyper reports a failing request body as a user error: the fault is the client's.
-            return Some(BodyFault::Client);
-        }
-        source = e.source();
+    // Our limit sits below hyper's "user body" error in the chain, so look for it first.
+    if chain(err).any(|e| e.is::<LengthLimitError>()) {
+        return Some(BodyFault::TooLarge);
     }
-    None
+    // hyper reports a failing request body as a user error: the fault is the client's.
+    chain(err)
+        .any(|e| {
+            e.downcast_ref::<hyper::Error>()
+                .is_some_and(hyper::Error::is_user)
+        })
+        .then_some(BodyFault::Client)
+}
+
+fn chain<'e>(
+    err: &'e (dyn StdError + 'static),
+) -> impl Iterator<Item = &'e (dyn StdError + 'static)> {
+    std::iter::successors(Some(err), |e: &&'e (dyn StdError + 'static)| (*e).source())
 }

@@ -147,19 +147,22 @@ fn expected_names(message: &str) -> Vec<&str> {
     tail.split('`').skip(1).step_by(2).collect()
 }
 
-/// The candidate closest to `word`, if it is close enough to be a plausible typo.
+/// The candidate closest to `word`, if it is close enough to be a plausible typo: an edit or
+/// two (a transposition counts as one), or a long shared start.
 fn closest<'c>(word: &str, candidates: &[&'c str]) -> Option<&'c str> {
+    let word = word.to_ascii_lowercase();
+    let budget = (word.chars().count() / 3).max(1);
     candidates
         .iter()
         .map(|c| {
-            (
-                strsim::jaro_winkler(&word.to_ascii_lowercase(), &c.to_ascii_lowercase()),
-                *c,
-            )
+            let c_lower = c.to_ascii_lowercase();
+            let edits = strsim::damerau_levenshtein(&word, &c_lower);
+            let similar = strsim::jaro_winkler(&word, &c_lower) > 0.9;
+            (edits, similar, *c)
         })
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
+        .filter(|(edits, similar, _)| *edits <= budget || *similar)
+        .min_by_key(|(edits, _, _)| *edits)
+        .map(|(_, _, c)| c)
 }
 
 pub(super) fn compile(cx: &Context<'_>) -> Result<Plan, Vec<Problem>> {
@@ -570,7 +573,10 @@ mod tests {
             closest("upstrem", &["name", "match", "upstream", "auth"]),
             Some("upstream")
         );
+        assert_eq!(closest("GTE", &METHODS), Some("GET"));
+        assert_eq!(closest("curses", &["courses", "echo"]), Some("courses"));
         assert_eq!(closest("zzz", &["exact", "prefix"]), None);
+        assert_eq!(closest("auth", &["name", "match"]), None);
     }
 
     #[test]

@@ -1,1 +1,11 @@
+//! Integration tests: one binary, a module per area, everything over real sockets.
 
+mod builtins;
+mod cli;
+mod config;
+mod failures;
+mod proxy;
+mod routing;
+mod shutdown;
+mod streaming;
+mod support;

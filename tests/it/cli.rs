@@ -1,0 +1,201 @@
+//! The `cryptr-gateway` binary itself: `check`, `run`, signals and exit codes.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cryptr-gateway"));
+    c.env_remove("GATEWAY_CONFIG").env_remove("GATEWAY_LISTEN");
+    c
+}
+
+/// A config file in a fresh temporary folder (removed with the returned guard).
+struct TempConfig {
+    dir: PathBuf,
+    pub path: PathBuf,
+}
+
+impl TempConfig {
+    fn new(name: &str, text: &str) -> TempConfig {
+        let dir =
+            std::env::temp_dir().join(format!("cryptr-gateway-test-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("gateway.yaml");
+        std::fs::write(&path, text).unwrap();
+        TempConfig { dir, path }
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn check_reports_file_line_column_and_field_for_a_typo() {
+    let cfg = TempConfig::new(
+        "typo",
+        "listen: 127.0.0.1:0\nroutes:\n  - name: api\n    match:\n      prefx: /api\n    upstream: builtin:echo\n    auth: none\n",
+    );
+    let out = bin()
+        .arg("check")
+        .arg("-c")
+        .arg(&cfg.path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let expected = format!(
+        "{}:5:7: routes[0].match.prefx: unknown field `prefx`",
+        cfg.path.display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert!(stderr.contains("did you mean `prefix`?"), "{stderr}");
+}
+
+#[test]
+fn check_lists_every_problem_at_once() {
+    let cfg = TempConfig::new(
+        "many",
+        "listen: nowhere\nroutes:\n  - name: a\n    match: { prefix: /a, methods: [GTE] }\n    upstream: builtin:curses\n    auth: none\n  - name: b\n    match: { prefix: /b }\n    upstream: http://127.0.0.1:1\n    timeout: 30\n    auth: none\n",
+    );
+    let out = bin()
+        .arg("check")
+        .arg("-c")
+        .arg(&cfg.path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        ":1:9: listen: `nowhere` is not an address",
+        ":4:36: routes[0].match.methods[0]: `GTE` is not an HTTP method",
+        "did you mean `GET`?",
+        ":5:15: routes[0].upstream: unknown built-in upstream `curses`",
+        "did you mean `builtin:courses`?",
+        ":10:14: routes[1].timeout: duration `30` has no unit",
+        "4 problem(s)",
+    ] {
+        assert!(stderr.contains(needle), "missing {needle:?} in:\n{stderr}");
+    }
+}
+
+#[test]
+fn check_summarises_the_repos_config() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("gateway.yaml");
+    let out = bin()
+        .arg("check")
+        .env("GATEWAY_CONFIG", &repo)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("listen 0.0.0.0:8081"), "{stdout}");
+    assert!(
+        stdout.contains("courses  prefix /api/v1/courses [GET] -> builtin:courses  auth: none"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn every_command_explains_itself_with_an_example() {
+    for cmd in ["run", "check"] {
+        let out = bin().arg(cmd).arg("--help").output().unwrap();
+        assert!(out.status.success());
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.contains("Example"), "{cmd}: {help}");
+        assert!(help.contains("GATEWAY_CONFIG"), "{cmd}: {help}");
+    }
+}
+
+#[test]
+fn run_refuses_a_port_in_use_in_one_line() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let cfg = TempConfig::new(
+        "taken",
+        &format!("listen: {addr}\nroutes:\n  - name: e\n    match: {{ prefix: / }}\n    upstream: builtin:echo\n    auth: none\n"),
+    );
+    let out = bin().arg("run").arg("-c").arg(&cfg.path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn run_serves_then_exits_0_on_sigterm() {
+    let cfg = TempConfig::new(
+        "run",
+        "listen: ${TEST_LISTEN}\nroutes:\n  - name: courses\n    match: { prefix: /api/v1/courses }\n    upstream: builtin:courses\n    auth: none\n",
+    );
+    let mut child = bin()
+        .args(["--log-format", "json", "run", "-c"])
+        .arg(&cfg.path)
+        .env("TEST_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the gateway exited before listening")
+            .unwrap();
+        let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if let Some(addr) = json["addr"].as_str() {
+            break addr.to_string();
+        }
+    };
+    let res = reqwest::blocking_get(&format!("http://{addr}/api/v1/courses"));
+    assert_eq!(res, 200);
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+}
+
+mod reqwest {
+    /// A tiny blocking GET over a fresh runtime (the test itself is synchronous).
+    pub fn blocking_get(url: &str) -> u16 {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            crate::support::client()
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    }
+}

@@ -1,0 +1,173 @@
+//! gateway.yaml as a library user meets it: interpolation, defaults, and located errors.
+
+use std::time::Duration;
+
+use crate::support::{plan_with_env, Gateway};
+
+const REPO_CONFIG: &str = include_str!("../../gateway.yaml");
+
+#[test]
+fn repo_config_compiles_with_its_defaults() {
+    let plan = plan_with_env(REPO_CONFIG, &[]).unwrap();
+    assert_eq!(plan.listen.to_string(), "0.0.0.0:8081");
+    assert_eq!(plan.routes[0].name, "courses");
+    assert_eq!(plan.routes[0].upstream.label(), "builtin:courses");
+    assert_eq!(plan.routes[0].timeout, Duration::from_secs(30));
+    assert_eq!(plan.routes[0].max_body, 10 * 1024 * 1024);
+}
+
+#[test]
+fn variables_are_interpolated_with_defaults() {
+    let yaml = "listen: ${HOST:-127.0.0.1}:${PORT}\nlimits: { timeout: ${T:-5s} }\nroutes:\n  - name: e\n    match: { prefix: ${P:-/} }\n    upstream: builtin:echo\n    auth: none\n";
+    let plan = plan_with_env(yaml, &[("PORT", "9999"), ("P", "/x")]).unwrap();
+    assert_eq!(plan.listen.to_string(), "127.0.0.1:9999");
+    assert_eq!(plan.routes[0].timeout, Duration::from_secs(5));
+    assert_eq!(plan.routes[0].path.as_str(), "/x");
+}
+
+#[test]
+fn unset_variable_is_an_error_naming_it_where_it_stands() {
+    let yaml = "listen: 127.0.0.1:${PORT}\nroutes: []\n";
+    let errors = plan_with_env(yaml, &[]).unwrap_err().0;
+    assert_eq!(errors.len(), 1);
+    let e = &errors[0];
+    assert_eq!(
+        (e.file.as_str(), e.line, e.column),
+        ("test.yaml", Some(1), Some(19))
+    );
+    assert!(e.message.contains("`PORT` is not set"), "{}", e.message);
+}
+
+#[test]
+fn columns_after_an_interpolation_point_into_the_file() {
+    let yaml = "listen: 127.0.0.1:0\nroutes:\n  - { name: e, match: { prefix: ${P} }, upstream: builtin:nope, auth: none }\n";
+    let errors = plan_with_env(yaml, &[("P", "/a-much-longer-prefix")])
+        .unwrap_err()
+        .0;
+    assert_eq!(errors[0].path, "routes[0].upstream");
+    // `builtin:nope` starts at column 51 of the file, whatever `${P}` expanded to.
+    assert_eq!((errors[0].line, errors[0].column), (Some(3), Some(51)));
+}
+
+#[test]
+fn yaml_syntax_errors_are_located() {
+    let errors = plan_with_env("routes:\n  - name: [unclosed\n", &[])
+        .unwrap_err()
+        .0;
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].line.is_some());
+    assert!(
+        errors[0].message.starts_with("not valid YAML"),
+        "{}",
+        errors[0].message
+    );
+}
+
+#[test]
+fn route_rules_that_cannot_work_are_refused() {
+    let cases = [
+        ("match: { prefix: /a/ }", "write `/a`"),
+        ("match: { exact: /a, prefix: /b }", "not both"),
+        ("match: { methods: [GET] }", "needs a path"),
+        ("match: { prefix: /a/../b }", "can never match"),
+        ("match: { prefix: /%61 }", "not in canonical form"),
+        (
+            "match: { exact: /a }\n    strip_prefix: true",
+            "applies to `prefix` matches only",
+        ),
+        ("match: { prefix: /a }\n    timeout: 0s", "longer than zero"),
+        ("match: { prefix: /a, methods: [] }", "is empty"),
+    ];
+    for (rule, needle) in cases {
+        let yaml = format!(
+            "listen: 127.0.0.1:0\nroutes:\n  - name: r\n    {rule}\n    upstream: builtin:echo\n    auth: none\n"
+        );
+        let errors = plan_with_env(&yaml, &[]).expect_err(rule).0;
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.message.contains(needle) && e.line.is_some()),
+            "{rule}: {errors:?}"
+        );
+    }
+}
+
+#[test]
+fn upstream_urls_are_checked() {
+    let cases = [
+        ("ftp://x", "no http or https scheme"),
+        ("http://user:pw@x", "credentials"),
+        ("http://x/?a=1", "query string"),
+        ("{ url: http://x, ca_file: ca.pem }", "https upstreams only"),
+        (
+            "{ url: https://x, ca_file: /nonexistent/ca.pem }",
+            "cannot read ca_file",
+        ),
+        ("builtin:echoo", "did you mean `builtin:echo`?"),
+    ];
+    for (upstream, needle) in cases {
+        let yaml = format!(
+            "listen: 127.0.0.1:0\nroutes:\n  - name: r\n    match: {{ prefix: /a }}\n    upstream: {upstream}\n    auth: none\n"
+        );
+        let errors = plan_with_env(&yaml, &[]).expect_err(upstream).0;
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.message.contains(needle) && e.path == "routes[0].upstream"),
+            "{upstream}: {errors:?}"
+        );
+    }
+}
+
+#[test]
+fn duplicate_names_and_unreachable_routes_are_refused() {
+    let yaml = "listen: 127.0.0.1:0\nroutes:\n  - { name: all, match: { prefix: / }, upstream: builtin:echo, auth: none }\n  - { name: all, match: { prefix: /x, host: a.b }, upstream: builtin:echo, auth: none }\n  - { name: api, match: { prefix: /api }, upstream: builtin:echo, auth: none }\n";
+    let errors = plan_with_env(yaml, &[]).unwrap_err().0;
+    let messages: Vec<_> = errors
+        .iter()
+        .map(|e| (e.line, e.message.as_str()))
+        .collect();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.line == Some(4) && e.message.contains("already used")),
+        "{messages:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.line == Some(5) && e.message.contains("never reached")),
+        "{messages:?}"
+    );
+}
+
+#[test]
+fn a_route_without_auth_is_refused_with_the_fix() {
+    let yaml = "listen: 127.0.0.1:0\nroutes:\n  - name: r\n    match: { prefix: /a }\n    upstream: builtin:echo\n";
+    let errors = plan_with_env(yaml, &[]).unwrap_err().0;
+    assert!(
+        errors[0].message.contains("write `auth: none`"),
+        "{errors:?}"
+    );
+    assert_eq!(errors[0].line, Some(3));
+}
+
+#[test]
+fn empty_file_and_no_routes_are_explained() {
+    let errors = plan_with_env("", &[]).unwrap_err().0;
+    assert!(errors[0].message.contains("empty"), "{errors:?}");
+    let errors = plan_with_env("listen: 127.0.0.1:0\n", &[]).unwrap_err().0;
+    assert!(errors[0].message.contains("no routes"), "{errors:?}");
+}
+
+#[tokio::test]
+async fn the_repo_config_serves_with_a_listen_from_the_environment() {
+    let plan = plan_with_env(REPO_CONFIG, &[("GATEWAY_LISTEN", "127.0.0.1:0")]).unwrap();
+    let gw = Gateway::start_plan(plan).await;
+    let res = crate::support::client()
+        .get(gw.url("/api/v1/courses"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}

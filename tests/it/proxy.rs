@@ -1,0 +1,322 @@
+//! What crosses the gateway: method, target, headers and bodies both ways, hop-by-hop removal,
+//! the forwarding headers, Host, trailers and protocol versions.
+
+use bytes::Bytes;
+use cryptr_gateway::body::{self, Body};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::support::{self, config, raw_request, raw_status, Gateway, Upstream};
+
+fn route_to(upstream: &Upstream, extra: &str) -> String {
+    config(&format!(
+        "  - name: api\n    match: {{ prefix: /api }}\n    upstream: {}\n    auth: none\n{extra}",
+        upstream.url()
+    ))
+}
+
+#[tokio::test]
+async fn method_target_headers_and_body_arrive_intact() {
+    let up = Upstream::recording().await;
+    let gw = Gateway::start(&route_to(&up, "")).await;
+    let res = support::client()
+        .patch(gw.url("/api/items/7?x=1"))
+        .header("x-custom", "a")
+        .header("content-type", "application/json")
+        .body(r#"{"k":"v"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let got = up.last();
+    assert_eq!(got.method, "PATCH");
+    assert_eq!(got.target, "/api/items/7?x=1");
+    assert_eq!(got.header("x-custom"), Some("a"));
+    assert_eq!(got.header("content-type"), Some("application/json"));
+    assert_eq!(got.header("content-length"), Some("9"));
+    assert_eq!(got.body, r#"{"k":"v"}"#);
+}
+
+#[tokio::test]
+async fn query_strings_pass_byte_for_byte() {
+    let up = Upstream::recording().await;
+    let gw = Gateway::start(&route_to(&up, "")).await;
+    for query in [
+        "a=%2F%2f&b=%E2%82%AC&c=a+b&&d=&e",
+        "x=%zz%&y=%",
+        "q=caf%C3%A9&q=%3Cscript%3E&sort=-name,+date",
+        "=&==&a=b=c",
+        "/path/like?query",
+        "",
+    ] {
+        let answer = raw_request(
+            gw.addr,
+            format!("GET /api/q?{query} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await;
+        assert_eq!(raw_status(&answer), 200, "{query}: {answer}");
+        assert_eq!(up.last().target, format!("/api/q?{query}"));
+    }
+}
+
+#[tokio::test]
+async fn response_status_headers_and_body_come_back_intact() {
+    let up = Upstream::recording_with(|_| {
+        let mut res = Response::new(body::full("short and stout"));
+        *res.status_mut() = StatusCode::IM_A_TEAPOT;
+        let h = res.headers_mut();
+        h.append("set-cookie", "a=1; Path=/".parse().unwrap());
+        h.append("set-cookie", "b=2; HttpOnly".parse().unwrap());
+        h.insert("x-response", "yes".parse().unwrap());
+        h.insert("content-type", "text/plain".parse().unwrap());
+        res
+    })
+    .await;
+    let gw = Gateway::start(&route_to(&up, "")).await;
+    let res = support::client().get(gw.url("/api")).send().await.unwrap();
+    assert_eq!(res.status(), 418);
+    let cookies: Vec<_> = res.headers().get_all("set-cookie").iter().collect();
+    assert_eq!(cookies, ["a=1; Path=/", "b=2; HttpOnly"]);
+    assert_eq!(res.headers()["x-response"], "yes");
+    assert_eq!(res.headers()["content-type"], "text/plain");
+    assert_eq!(res.headers()["via"], "1.1 cryptr-gateway");
+    assert_eq!(res.text().await.unwrap(), "short and stout");
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_are_removed_from_the_request() {
+    let up = Upstream::recording().await;
+    let gw = Gateway::start(&route_to(&up, "")).await;
+    let answer = raw_request(
+        gw.addr,
+        b"GET /api HTTP/1.1\r\nHost: t\r\nConnection: close, X-Hop-One\r\nconnection: x-hop-TWO\r\n\
+          X-HOP-ONE: 1\r\nx-hop-two: 2\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\n\
+          TE: gzip\r\nUpgrade: h2c\r\nProxy-Authorization: Basic eDp5\r\nX-End-To-End: kept\r\n\r\n",
+    )
+    .await;
+    assert_eq!(raw_status(&answer), 200, "{answer}");
+    let got = up.last();
+    for name in [
+        "x-hop-one",
+        "x-hop-two",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "upgrade",
+        "proxy-authorization",
+    ] {
+        assert_eq!(got.header(name), None, "{name} was forwarded");
+    }
+    // The upstream connection is the gateway's own (keep-alive): the client's `close` is not
+    // passed on.
+    assert_ne!(got.header("connection"), Some("close"));
+    assert_eq!(got.header("x-end-to-end"), Some("kept"));
+}
+
+#[tokio::test]
+async fn expect_continue_is_answered_by_the_gateway_not_passed_on() {
+    let up = Upstream::recording().await;
+    let gw = Gateway::start(&route_to(&up, "")).await;
+    let answer = raw_request(
+        gw.addr,
+        b"POST /api HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbody",
+    )
+    .await;
+    assert!(answer.contains("HTTP/1.1 200 OK"), "{answer}");
+    let got = up.last();
+    assert_eq!(got.header("expect"), None);
+    assert_eq!(got.body, "body");
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_are_removed_from_the_response() {
+    let up = Upstream::recording_with(|_| {
+        let mut res = Response::new(body::full("ok"));
+        let h = res.headers_mut();
+        h.insert("connection", "X-Resp-Hop".parse().unwrap());
+        h.insert("x-resp-hop", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("proxy-authenticate", "Basic".parse().unwrap());
+        h.insert("x-resp-kept", "yes".parse().unwrap());
+        res
+    })
+    .await;
+    let gw = Gateway::start(&route_to(&up, "")).await;
+    let res = support::client().get(gw.url("/api")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    for name in ["x-resp-hop", "keep-alive", "proxy-authenticate"] {
+        assert!(res.headers().get(name).is_none(), "{name} came back");
+    }
+    assert_eq!(res.headers()["x-resp-kept"], "yes");
+}
+
+#[tokio::test]
+async fn untrusted_client_cannot_forge_its_forwarding_chain() {
+    let up = Upstream::recording().await;
+    let gw = Gateway::start(&route_to(&up, "")).await;
+    support::client()
+        .get(gw.url("/api"))
+        .header("x-forwarded-for", "6.6.6.6")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "bank.example")
+        .header("forwarded", "for=6.6.6.6")
+        .header("x-real-ip", "6.6.6.6")
+        .send()
+        .await
+        .unwrap();
+    let got = up.last();
+    assert_eq!(got.header("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(got.header("x-forwarded-proto"), Some("http"));
+    assert_eq!(
+        got.header("x-forwarded-host"),
+        Some(gw.addr.to_string().as_str())
+    );
+    assert_eq!(got.header("forwarded"), None);
+    assert_eq!(got.header("x-real-ip"), None);
+    assert_eq!(got.header("via"), Some("1.1 cryptr-gateway"));
+}
+
+#[tokio::test]
+async fn trusted_proxy_chain_is_appended_to() {
+    let up = Upstream::recording().await;
+    let yaml = route_to(&up, "").replace("routes:", "trusted_proxies: [127.0.0.0/8]\nroutes:");
+    let gw = Gateway::start(&yaml).await;
+    support::client()
+        .get(gw.url("/api"))
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "api.example.com")
+        .header("via", "1.1 edge")
+        .send()
+        .await
+        .unwrap();
+    let got = up.last();
+    assert_eq!(
+        got.header("x-forwarded-for"),
+        Some("203.0.113.9, 127.0.0.1")
+    );
+    assert_eq!(got.header("x-forwarded-proto"), Some("https"));
+    assert_eq!(got.header("x-forwarded-host"), Some("api.example.com"));
+    assert_eq!(got.header("via"), Some("1.1 edge, 1.1 cryptr-gateway"));
+}
+
+#[tokio::test]
+async fn host_is_the_upstreams_unless_preserve_host() {
+    let up = Upstream::recording().await;
+    let yaml = config(&format!(
+        "  - name: a\n    match: {{ prefix: /a }}\n    upstream: {u}\n    auth: none\n  - name: b\n    match: {{ prefix: /b }}\n    upstream: {u}\n    preserve_host: true\n    auth: none\n",
+        u = up.url()
+    ));
+    let gw = Gateway::start(&yaml).await;
+    let c = support::client();
+    c.get(gw.url("/a"))
+        .header("host", "api.example.com")
+        .send()
+        .await
+        .unwrap();
+    let got = up.last();
+    assert_eq!(got.header("host"), Some(up.addr.to_string().as_str()));
+    assert_eq!(got.header("x-forwarded-host"), Some("api.example.com"));
+    c.get(gw.url("/b"))
+        .header("host", "api.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(up.last().header("host"), Some("api.example.com"));
+}
+
+#[tokio::test]
+async fn http2_prior_knowledge_clients_are_served_and_forwarded_as_http1() {
+    let up = Upstream::recording().await;
+    let gw = Gateway::start(&route_to(&up, "")).await;
+    let c = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let res = c
+        .post(gw.url("/api/h2?z=1"))
+        .body("over h2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.version(), reqwest::Version::HTTP_2);
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.unwrap(), "ok");
+    let got = up.last();
+    assert_eq!(got.version, http::Version::HTTP_11);
+    assert_eq!(got.target, "/api/h2?z=1");
+    assert_eq!(got.body, "over h2");
+    assert_eq!(got.header("via"), Some("2 cryptr-gateway"));
+    assert_eq!(
+        got.header("x-forwarded-host"),
+        Some(gw.addr.to_string().as_str())
+    );
+}
+
+#[tokio::test]
+async fn keep_alive_serves_many_requests_on_one_connection() {
+    let up = Upstream::recording().await;
+    let gw = Gateway::start(&route_to(&up, "")).await;
+    let stream = TcpStream::connect(gw.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for i in 0..5 {
+        let req = Request::get(format!("/api/{i}"))
+            .header("host", "t")
+            .body(body::empty())
+            .unwrap();
+        let res = sender.send_request(req).await.unwrap();
+        assert_eq!(res.status(), 200);
+        res.into_body().collect().await.unwrap();
+    }
+    assert_eq!(up.count(), 5);
+}
+
+#[tokio::test]
+async fn response_trailers_reach_a_client_that_asks_for_them() {
+    let up = Upstream::serve(|req: Request<hyper::body::Incoming>| async move {
+        // The gateway passes the client's `TE: trailers` on, and only then do trailers flow.
+        let asked = req.headers().get("te").is_some_and(|v| v == "trailers");
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("x-checksum", "abc123".parse().unwrap());
+        let frames: Vec<Result<Frame<Bytes>, cryptr_gateway::body::BoxError>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"payload"))),
+            Ok(Frame::trailers(trailers)),
+        ];
+        let body: Body = StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync();
+        let mut res = Response::new(body);
+        res.headers_mut()
+            .insert("trailer", "x-checksum".parse().unwrap());
+        res.headers_mut()
+            .insert("x-asked-for-trailers", asked.to_string().parse().unwrap());
+        res
+    })
+    .await;
+    let gw = Gateway::start(&route_to(&up, "")).await;
+    let stream = TcpStream::connect(gw.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("/api/t")
+        .header("host", "t")
+        .header("te", "trailers")
+        .body(body::empty())
+        .unwrap();
+    let res = sender.send_request(req).await.unwrap();
+    assert_eq!(res.headers()["x-asked-for-trailers"], "true");
+    let collected = res.into_body().collect().await.unwrap();
+    let trailers = collected
+        .trailers()
+        .cloned()
+        .expect("no trailers came through");
+    assert_eq!(trailers["x-checksum"], "abc123");
+    assert_eq!(collected.to_bytes(), "payload");
+}

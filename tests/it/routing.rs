@@ -1,0 +1,206 @@
+//! Which route serves a request, and which path the upstream sees.
+
+use crate::support::{self, config, raw_json, raw_request, raw_status, Gateway, Upstream};
+
+async fn api_gateway(upstream: &Upstream) -> Gateway {
+    Gateway::start(&config(&format!(
+        "  - name: api\n    match: {{ prefix: /api }}\n    upstream: {}\n    auth: none\n",
+        upstream.url()
+    )))
+    .await
+}
+
+#[tokio::test]
+async fn prefix_matches_on_segment_boundaries_only() {
+    let up = Upstream::recording().await;
+    let gw = api_gateway(&up).await;
+    let c = support::client();
+    for path in ["/api", "/api/", "/api/x/y"] {
+        let res = c.get(gw.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        assert_eq!(up.last().target, path);
+    }
+    let res = c.get(gw.url("/apix")).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    let json: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(json["code"], "route_not_found");
+    assert!(json["description"].is_string());
+    assert_eq!(up.count(), 3, "/apix reached the upstream");
+}
+
+#[tokio::test]
+async fn exact_match_takes_only_its_path() {
+    let up = Upstream::recording().await;
+    let gw = Gateway::start(&config(&format!(
+        "  - name: health\n    match: {{ exact: /health }}\n    upstream: {}\n    auth: none\n",
+        up.url()
+    )))
+    .await;
+    let c = support::client();
+    assert_eq!(c.get(gw.url("/health")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(gw.url("/health/x")).send().await.unwrap().status(),
+        404
+    );
+    assert_eq!(
+        c.get(gw.url("/healthz")).send().await.unwrap().status(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn first_matching_route_wins() {
+    let up = Upstream::recording().await;
+    let gw = Gateway::start(&config(&format!(
+        "  - name: special\n    match: {{ prefix: /api/special }}\n    upstream: builtin:echo\n    auth: none\n  - name: api\n    match: {{ prefix: /api }}\n    upstream: {}\n    auth: none\n",
+        up.url()
+    )))
+    .await;
+    let c = support::client();
+    let echoed: serde_json::Value = c
+        .get(gw.url("/api/special/1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(echoed["path"], "/api/special/1");
+    assert_eq!(up.count(), 0);
+    assert_eq!(
+        c.get(gw.url("/api/other"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "ok"
+    );
+    assert_eq!(up.count(), 1);
+}
+
+#[tokio::test]
+async fn method_outside_the_routes_methods_is_405_with_allow() {
+    let gw = Gateway::start(&config(
+        "  - name: read\n    match: { prefix: /r, methods: [GET, head] }\n    upstream: builtin:echo\n    auth: none\n",
+    ))
+    .await;
+    let c = support::client();
+    assert_eq!(c.get(gw.url("/r")).send().await.unwrap().status(), 200);
+    let res = c.delete(gw.url("/r/1")).send().await.unwrap();
+    assert_eq!(res.status(), 405);
+    assert_eq!(res.headers()["allow"], "GET, HEAD");
+    let json: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(json["code"], "method_not_allowed");
+}
+
+#[tokio::test]
+async fn a_later_route_can_take_the_methods_an_earlier_one_refuses() {
+    let gw = Gateway::start(&config(
+        "  - name: read\n    match: { prefix: /r, methods: [GET] }\n    upstream: builtin:courses\n    auth: none\n  - name: write\n    match: { prefix: /r, methods: [POST] }\n    upstream: builtin:echo\n    auth: none\n",
+    ))
+    .await;
+    let c = support::client();
+    let echoed: serde_json::Value = c
+        .post(gw.url("/r"))
+        .body("x")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(echoed["method"], "POST");
+    let res = c.put(gw.url("/r")).send().await.unwrap();
+    assert_eq!(res.status(), 405);
+    assert_eq!(res.headers()["allow"], "GET, POST");
+}
+
+#[tokio::test]
+async fn host_match_ignores_port_and_case() {
+    let gw = Gateway::start(&config(
+        "  - name: a\n    match: { prefix: /, host: API.example.com }\n    upstream: builtin:echo\n    auth: none\n",
+    ))
+    .await;
+    let ok = raw_request(
+        gw.addr,
+        b"GET /x HTTP/1.1\r\nHost: api.EXAMPLE.com:8081\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(raw_status(&ok), 200, "{ok}");
+    let other = raw_request(
+        gw.addr,
+        b"GET /x HTTP/1.1\r\nHost: other.example.com\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(raw_status(&other), 404, "{other}");
+}
+
+#[tokio::test]
+async fn dot_segments_never_dodge_a_route_and_never_reach_an_upstream() {
+    let public = Upstream::recording().await;
+    let gw = Gateway::start(&config(&format!(
+        "  - name: api\n    match: {{ prefix: /api }}\n    upstream: builtin:echo\n    auth: none\n  - name: public\n    match: {{ prefix: /public }}\n    upstream: {}\n    auth: none\n",
+        public.url()
+    )))
+    .await;
+    for path in [
+        "/public/../api/x",
+        "/public/%2e%2e/api/x",
+        "/public/%2E%2E/api/x",
+        "/public/.%2e/api/x",
+        "/public/./x",
+        "/public%2f..%2fapi/x",
+        "/public/..%2Fapi/x",
+        "/public/..%5capi/x",
+        "/public/%zz",
+    ] {
+        let answer = raw_request(
+            gw.addr,
+            format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert_eq!(raw_status(&answer), 400, "{path}: {answer}");
+        assert_eq!(raw_json(&answer)["code"], "invalid_path", "{path}");
+    }
+    assert_eq!(public.count(), 0, "a refused path was forwarded");
+}
+
+#[tokio::test]
+async fn path_is_matched_and_forwarded_in_one_canonical_form() {
+    let up = Upstream::recording().await;
+    let gw = Gateway::start(&config(&format!(
+        "  - name: api\n    match: {{ prefix: /api }}\n    upstream: {}\n    auth: none\n  - name: rest\n    match: {{ prefix: / }}\n    upstream: builtin:echo\n    auth: none\n",
+        up.url()
+    )))
+    .await;
+    for (sent, forwarded) in [
+        ("/%61pi/x", "/api/x"),
+        ("//api//x", "/api/x"),
+        ("/api/caf%C3%A9", "/api/caf%C3%A9"),
+    ] {
+        let answer = raw_request(
+            gw.addr,
+            format!("GET {sent} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert_eq!(raw_status(&answer), 200, "{sent}: {answer}");
+        assert_eq!(up.last().target, forwarded, "{sent}");
+    }
+}
+
+#[tokio::test]
+async fn strip_prefix_and_upstream_base_path_compose() {
+    let up = Upstream::recording().await;
+    let gw = Gateway::start(&config(&format!(
+        "  - name: api\n    match: {{ prefix: /api }}\n    upstream: {}/base/\n    strip_prefix: true\n    auth: none\n",
+        up.url()
+    )))
+    .await;
+    let c = support::client();
+    c.get(gw.url("/api/v1/x?y=1")).send().await.unwrap();
+    assert_eq!(up.last().target, "/base/v1/x?y=1");
+    c.get(gw.url("/api")).send().await.unwrap();
+    assert_eq!(up.last().target, "/base/");
+}

@@ -1,0 +1,313 @@
+//! The harness: a real gateway on port 0, real upstreams that record what they receive, and a
+//! raw-socket client for requests an ordinary client would tidy up before sending.
+
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use cryptr_gateway::body::{self, Body};
+use cryptr_gateway::config::{self, ConfigErrors, Plan};
+use cryptr_gateway::server::Server;
+use http::{HeaderMap, Request, Response, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Compiles a test config; `${VAR}` is looked up in `env` pairs only.
+pub fn plan_with_env(yaml: &str, env: &[(&str, &str)]) -> Result<Plan, ConfigErrors> {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    config::load_str(yaml, "test.yaml", Path::new("."), &move |name| {
+        env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    })
+}
+
+pub fn plan(yaml: &str) -> Plan {
+    match plan_with_env(yaml, &[]) {
+        Ok(p) => p,
+        Err(e) => panic!("test config does not compile:\n{e}\n---\n{yaml}"),
+    }
+}
+
+/// A gateway serving `yaml` (which should say `listen: 127.0.0.1:0`).
+pub struct Gateway {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Gateway {
+    pub async fn start(yaml: &str) -> Gateway {
+        Gateway::start_plan(plan(yaml)).await
+    }
+
+    pub async fn start_plan(plan: Plan) -> Gateway {
+        let server = Server::bind(plan).await.expect("bind the gateway");
+        let addr = server.local_addr().expect("local addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(async {
+            let _ = rx.await;
+        }));
+        Gateway {
+            addr,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Sends the shutdown signal and returns the serving task, which ends once drained.
+    pub fn begin_shutdown(&mut self) -> JoinHandle<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.take().expect("shut down twice")
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// The standard test config: `listen` on port 0 and the given `routes:` block.
+pub fn config(routes: &str) -> String {
+    format!("listen: 127.0.0.1:0\nroutes:\n{routes}")
+}
+
+/// One request as an upstream received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    /// The request target, exactly as sent on the wire (path and query).
+    pub target: String,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// An HTTP upstream on port 0; `Upstream::recording()` keeps every request it receives.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Upstream {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Answers 200 `ok` (with `x-upstream: yes`) and records each request with its body.
+    pub async fn recording() -> Upstream {
+        Upstream::recording_with(|_| {
+            let mut res = Response::new(body::full("ok"));
+            res.headers_mut()
+                .insert("x-upstream", http::HeaderValue::from_static("yes"));
+            res
+        })
+        .await
+    }
+
+    /// Records each request, then answers with `answer(&recorded)`.
+    pub async fn recording_with(
+        answer: impl Fn(&Recorded) -> Response<Body> + Send + Sync + 'static,
+    ) -> Upstream {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let log = requests.clone();
+        let answer = Arc::new(answer);
+        let mut up = Upstream::serve(move |req: Request<Incoming>| {
+            let log = log.clone();
+            let answer = answer.clone();
+            async move {
+                let (parts, body) = req.into_parts();
+                let body = body
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let recorded = Recorded {
+                    method: parts.method.to_string(),
+                    target: parts
+                        .uri
+                        .path_and_query()
+                        .map(|p| p.as_str().to_string())
+                        .unwrap_or_default(),
+                    version: parts.version,
+                    headers: parts.headers,
+                    body,
+                };
+                let res = answer(&recorded);
+                log.lock().unwrap().push(recorded);
+                res
+            }
+        })
+        .await;
+        up.requests = requests;
+        up
+    }
+
+    /// Serves each request with `handler` (HTTP/1.1 and h2c).
+    pub async fn serve<F, Fut>(handler: F) -> Upstream
+    where
+        F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<Body>> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handler = Arc::new(handler);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let handler = handler.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let handler = handler.clone();
+                        async move { Ok::<_, Infallible>(handler(req).await) }
+                    });
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Upstream {
+            addr,
+            requests: Arc::new(Mutex::new(Vec::new())),
+            task,
+        }
+    }
+
+    /// A TCP upstream that runs `script` on every connection: for answers no HTTP server
+    /// would give (garbage, early close, reset).
+    pub async fn raw<F, Fut>(script: F) -> Upstream
+    where
+        F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let script = Arc::new(script);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(script(stream));
+            }
+        });
+        Upstream {
+            addr,
+            requests: Arc::new(Mutex::new(Vec::new())),
+            task,
+        }
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+
+    pub fn last(&self) -> Recorded {
+        self.requests
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("the upstream received no request")
+    }
+}
+
+/// An address on which nothing listens (bound, then released).
+pub async fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    addr
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Sends `request` as raw bytes and reads the whole answer (the request should close the
+/// connection). Bounded: gives up after 10 seconds.
+pub async fn raw_request(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
+    assert!(
+        read.is_ok(),
+        "the gateway did not close the connection in time"
+    );
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status code of a raw HTTP/1.1 answer.
+pub fn raw_status(answer: &str) -> u16 {
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"))
+}
+
+/// The JSON body of a raw HTTP/1.1 answer with a `Content-Length`.
+pub fn raw_json(answer: &str) -> serde_json::Value {
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {answer:?}"))
+}
+
+/// Polls `check` every 10 ms until it is true; panics after `limit`.
+pub async fn poll_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
