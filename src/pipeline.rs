@@ -9,6 +9,7 @@ use std::time::Instant;
 use http::header::{HeaderValue, CONTENT_LENGTH, EXPECT, HOST, TE};
 use http::request::Parts;
 use http::{Request, Response, Version};
+use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use tower_http::timeout::TimeoutBody;
@@ -112,6 +113,10 @@ fn limit_body(parts: &Parts, body: Incoming, route: &Route) -> Result<Body, Gate
         return Err(GatewayError::BodyTooLarge {
             limit: route.max_body,
         });
+    }
+    // Most API calls carry no body: skip the wrappers (and their timer) for those.
+    if body.is_end_stream() {
+        return Ok(crate::body::empty());
     }
     let limit = usize::try_from(route.max_body).unwrap_or(usize::MAX);
     Ok(TimeoutBody::new(route.timeout, Limited::new(body, limit))

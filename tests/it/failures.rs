@@ -219,3 +219,25 @@ async fn unknown_route_and_malformed_requests_get_clear_answers() {
     let answer = raw_request(gw.addr, b"NOT HTTP\r\n\r\n").await;
     assert_eq!(raw_status(&answer), 400, "{answer}");
 }
+
+#[tokio::test]
+async fn client_too_slow_to_send_its_head_is_disconnected() {
+    let gw = Gateway::start(&format!(
+        "limits: {{ header_read_timeout: 300ms }}\n{}",
+        route("builtin:echo", "")
+    ))
+    .await;
+    let mut slow = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    slow.write_all(b"GET /api HTTP/1.1\r\nHost: t\r\n")
+        .await
+        .unwrap();
+    // Meanwhile others are served.
+    let res = support::client().get(gw.url("/api")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "a client that never finished its head kept its connection"
+    );
+}

@@ -9,3 +9,4 @@ mod routing;
 mod shutdown;
 mod streaming;
 mod support;
+mod tls;

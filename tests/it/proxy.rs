@@ -280,6 +280,28 @@ async fn keep_alive_serves_many_requests_on_one_connection() {
 }
 
 #[tokio::test]
+async fn upstream_connections_are_pooled_and_shared_by_routes_to_one_upstream() {
+    let up = Upstream::recording().await;
+    let yaml = config(&format!(
+        "  - name: a\n    match: {{ prefix: /a }}\n    upstream: {u}\n    auth: none\n  - name: b\n    match: {{ prefix: /b }}\n    upstream: {u}\n    auth: none\n",
+        u = up.url()
+    ));
+    let gw = Gateway::start(&yaml).await;
+    // A new client connection each time: the gateway's side must still reuse its own.
+    for i in 0..10 {
+        let path = if i % 2 == 0 { "/a" } else { "/b" };
+        let answer = raw_request(
+            gw.addr,
+            format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert_eq!(raw_status(&answer), 200);
+    }
+    assert_eq!(up.count(), 10);
+    assert_eq!(up.connections(), 1);
+}
+
+#[tokio::test]
 async fn response_trailers_reach_a_client_that_asks_for_them() {
     let up = Upstream::serve(|req: Request<hyper::body::Incoming>| async move {
         // The gateway passes the client's `TE: trailers` on, and only then do trailers flow.

@@ -27,11 +27,16 @@ use tokio::task::JoinHandle;
 
 /// Compiles a test config; `${VAR}` is looked up in `env` pairs only.
 pub fn plan_with_env(yaml: &str, env: &[(&str, &str)]) -> Result<Plan, ConfigErrors> {
+    plan_in(Path::new("."), yaml, env)
+}
+
+/// Compiles a test config whose relative file names are read under `dir`.
+pub fn plan_in(dir: &Path, yaml: &str, env: &[(&str, &str)]) -> Result<Plan, ConfigErrors> {
     let env: Vec<(String, String)> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    config::load_str(yaml, "test.yaml", Path::new("."), &move |name| {
+    config::load_str(yaml, "test.yaml", dir, &move |name| {
         env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
     })
 }
@@ -116,6 +121,7 @@ impl Recorded {
 pub struct Upstream {
     pub addr: SocketAddr,
     requests: Arc<Mutex<Vec<Recorded>>>,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -188,11 +194,14 @@ impl Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let handler = Arc::new(handler);
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let accepted = connections.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let handler = handler.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
@@ -208,6 +217,7 @@ impl Upstream {
         Upstream {
             addr,
             requests: Arc::new(Mutex::new(Vec::new())),
+            connections,
             task,
         }
     }
@@ -233,8 +243,14 @@ impl Upstream {
         Upstream {
             addr,
             requests: Arc::new(Mutex::new(Vec::new())),
+            connections: Arc::default(),
             task,
         }
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
