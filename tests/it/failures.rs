@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{self, config, raw_json, raw_request, raw_status, Gateway, Upstream};
+use crate::support::{self, config, raw_get, raw_json, raw_request, raw_status, Gateway, Upstream};
 
 fn route(url: &str, extra: &str) -> String {
     config(&format!(
@@ -203,11 +203,7 @@ async fn upstream_dying_mid_response_fails_that_response_only() {
 #[tokio::test]
 async fn unknown_route_and_malformed_requests_get_clear_answers() {
     let gw = Gateway::start(&route("builtin:echo", "")).await;
-    let answer = raw_request(
-        gw.addr,
-        b"GET /nope HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-    )
-    .await;
+    let answer = raw_get(gw.addr, "/nope").await;
     assert_eq!(raw_status(&answer), 404);
     assert_eq!(raw_json(&answer)["code"], "route_not_found");
     let answer = raw_request(

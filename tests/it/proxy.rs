@@ -9,7 +9,7 @@ use hyper::body::Frame;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::support::{self, config, raw_request, raw_status, Gateway, Upstream};
+use crate::support::{self, config, raw_get, raw_request, raw_status, Gateway, Upstream};
 
 fn route_to(upstream: &Upstream, extra: &str) -> String {
     config(&format!(
@@ -52,12 +52,7 @@ async fn query_strings_pass_byte_for_byte() {
         "/path/like?query",
         "",
     ] {
-        let answer = raw_request(
-            gw.addr,
-            format!("GET /api/q?{query} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .await;
+        let answer = raw_get(gw.addr, &format!("/api/q?{query}")).await;
         assert_eq!(raw_status(&answer), 200, "{query}: {answer}");
         assert_eq!(up.last().target, format!("/api/q?{query}"));
     }
@@ -290,11 +285,7 @@ async fn upstream_connections_are_pooled_and_shared_by_routes_to_one_upstream() 
     // A new client connection each time: the gateway's side must still reuse its own.
     for i in 0..10 {
         let path = if i % 2 == 0 { "/a" } else { "/b" };
-        let answer = raw_request(
-            gw.addr,
-            format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await;
+        let answer = raw_get(gw.addr, path).await;
         assert_eq!(raw_status(&answer), 200);
     }
     assert_eq!(up.count(), 10);

@@ -1,6 +1,6 @@
 //! Which route serves a request, and which path the upstream sees.
 
-use crate::support::{self, config, raw_json, raw_request, raw_status, Gateway, Upstream};
+use crate::support::{self, config, raw_get, raw_json, raw_request, raw_status, Gateway, Upstream};
 
 async fn api_gateway(upstream: &Upstream) -> Gateway {
     Gateway::start(&config(&format!(
@@ -156,11 +156,7 @@ async fn dot_segments_never_dodge_a_route_and_never_reach_an_upstream() {
         "/public/..%5capi/x",
         "/public/%zz",
     ] {
-        let answer = raw_request(
-            gw.addr,
-            format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await;
+        let answer = raw_get(gw.addr, path).await;
         assert_eq!(raw_status(&answer), 400, "{path}: {answer}");
         assert_eq!(raw_json(&answer)["code"], "invalid_path", "{path}");
     }
@@ -180,11 +176,7 @@ async fn path_is_matched_and_forwarded_in_one_canonical_form() {
         ("//api//x", "/api/x"),
         ("/api/caf%C3%A9", "/api/caf%C3%A9"),
     ] {
-        let answer = raw_request(
-            gw.addr,
-            format!("GET {sent} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await;
+        let answer = raw_get(gw.addr, sent).await;
         assert_eq!(raw_status(&answer), 200, "{sent}: {answer}");
         assert_eq!(up.last().target, forwarded, "{sent}");
     }

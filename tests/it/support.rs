@@ -301,6 +301,15 @@ pub async fn raw_request(addr: SocketAddr, request: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `GET target` sent exactly as written (no client-side normalisation), on its own connection.
+pub async fn raw_get(addr: SocketAddr, target: &str) -> String {
+    raw_request(
+        addr,
+        format!("GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+}
+
 /// The status code of a raw HTTP/1.1 answer.
 pub fn raw_status(answer: &str) -> u16 {
     answer
