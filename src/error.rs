@@ -2,11 +2,19 @@
 //! an HTTP answer: status, a JSON body in the tutorial's `{"code", "description"}` shape, and
 //! the headers that go with it. Bodies say what the caller can fix, never our internals.
 
-use http::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use std::time::Duration;
+
+use http::header::{
+    HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use http::{Method, Response, StatusCode};
 
+use crate::auth::{AuthCode, AuthFailure};
 use crate::body::{self, Body, BoxError};
 use crate::path::PathError;
+
+/// The realm of our `WWW-Authenticate` challenges.
+const REALM: &str = "cryptr-gateway";
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -16,6 +24,15 @@ pub enum GatewayError {
     MethodNotAllowed(Vec<Method>),
     #[error("invalid request path: {}", .0.describe())]
     InvalidPath(PathError),
+    #[error("token refused: {}", .0.description)]
+    Unauthorized(AuthFailure),
+    #[error("token lacks what the route requires: {description}")]
+    Forbidden {
+        code: &'static str,
+        description: String,
+    },
+    #[error("the issuer's keys cannot be had")]
+    JwksUnavailable { retry_after: Duration },
     #[error("request headers over the limit")]
     HeadersTooLarge,
     #[error("request body over the route's limit of {limit} bytes")]
@@ -35,6 +52,9 @@ impl GatewayError {
         match self {
             GatewayError::RouteNotFound => StatusCode::NOT_FOUND,
             GatewayError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            GatewayError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            GatewayError::JwksUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::InvalidPath(_) | GatewayError::ClientBody(_) => StatusCode::BAD_REQUEST,
             GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -50,6 +70,9 @@ impl GatewayError {
         match self {
             GatewayError::RouteNotFound => "route_not_found",
             GatewayError::MethodNotAllowed(_) => "method_not_allowed",
+            GatewayError::Unauthorized(f) => f.code.as_str(),
+            GatewayError::Forbidden { code, .. } => code,
+            GatewayError::JwksUnavailable { .. } => "jwks_unavailable",
             GatewayError::InvalidPath(_) => "invalid_path",
             GatewayError::HeadersTooLarge => "headers_too_large",
             GatewayError::BodyTooLarge { .. } => "body_too_large",
@@ -72,6 +95,11 @@ impl GatewayError {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+            GatewayError::Unauthorized(f) => f.description.to_string(),
+            GatewayError::Forbidden { description, .. } => description.clone(),
+            GatewayError::JwksUnavailable { .. } => {
+                "the keys to check tokens with cannot be had right now; try again later".into()
+            }
             GatewayError::InvalidPath(e) => e.describe().into(),
             GatewayError::HeadersTooLarge => {
                 "the request headers are larger or more numerous than this gateway accepts".into()
@@ -104,17 +132,53 @@ impl GatewayError {
         let headers = res.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let GatewayError::MethodNotAllowed(allowed) = self {
-            let list = allowed
-                .iter()
-                .map(Method::as_str)
-                .collect::<Vec<_>>()
-                .join(", ");
-            if let Ok(v) = HeaderValue::from_str(&list) {
-                headers.insert(ALLOW, v);
+        match self {
+            GatewayError::MethodNotAllowed(allowed) => {
+                let list = allowed
+                    .iter()
+                    .map(Method::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if let Ok(v) = HeaderValue::from_str(&list) {
+                    headers.insert(ALLOW, v);
+                }
             }
+            GatewayError::Unauthorized(_) | GatewayError::Forbidden { .. } => {
+                if let Some(v) = self.challenge() {
+                    headers.insert(WWW_AUTHENTICATE, v);
+                }
+            }
+            GatewayError::JwksUnavailable { retry_after } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+            }
+            _ => {}
         }
         res
+    }
+
+    /// RFC 6750 section 3: no error attribute when no token was sent; `invalid_token` for a
+    /// refused one; `insufficient_scope` when the token is good but not enough.
+    fn challenge(&self) -> Option<HeaderValue> {
+        let (error, description) = match self {
+            GatewayError::Unauthorized(f) if f.code == AuthCode::HeaderMissing => {
+                return Some(HeaderValue::from_static("Bearer realm=\"cryptr-gateway\""))
+            }
+            GatewayError::Unauthorized(f) => ("invalid_token", f.description.as_ref()),
+            GatewayError::Forbidden { description, .. } => {
+                ("insufficient_scope", description.as_str())
+            }
+            _ => return None,
+        };
+        // A quoted-string may not hold `"` or `\` unescaped; our sentences avoid them, but
+        // keep the header valid whatever they say.
+        let description: String = description
+            .chars()
+            .filter(|c| *c != '"' && *c != '\\')
+            .collect();
+        HeaderValue::from_str(&format!(
+            "Bearer realm=\"{REALM}\", error=\"{error}\", error_description=\"{description}\""
+        ))
+        .ok()
     }
 }
 
@@ -137,6 +201,51 @@ mod tests {
                 "invalid_path",
             ),
             (GatewayError::HeadersTooLarge, 431, "headers_too_large"),
+            (
+                AuthFailure::new(AuthCode::HeaderMissing, "send a token").into(),
+                401,
+                "authorization_header_missing",
+            ),
+            (
+                AuthFailure::new(AuthCode::InvalidHeader, "x").into(),
+                401,
+                "invalid_header",
+            ),
+            (
+                AuthFailure::new(AuthCode::TokenExpired, "x").into(),
+                401,
+                "token_expired",
+            ),
+            (
+                AuthFailure::new(AuthCode::InvalidClaims, "x").into(),
+                401,
+                "invalid_claims",
+            ),
+            (
+                AuthFailure::new(AuthCode::NoRsaKey, "x").into(),
+                401,
+                "no_rsa_key",
+            ),
+            (
+                AuthFailure::new(AuthCode::InvalidToken, "x").into(),
+                401,
+                "invalid_token",
+            ),
+            (
+                GatewayError::Forbidden {
+                    code: "insufficient_scope",
+                    description: "x".into(),
+                },
+                403,
+                "insufficient_scope",
+            ),
+            (
+                GatewayError::JwksUnavailable {
+                    retry_after: Duration::from_secs(3),
+                },
+                503,
+                "jwks_unavailable",
+            ),
             (
                 GatewayError::BodyTooLarge { limit: 1 },
                 413,
@@ -184,5 +293,43 @@ mod tests {
     fn method_not_allowed_lists_the_methods_in_allow() {
         let res = GatewayError::MethodNotAllowed(vec![Method::GET, Method::HEAD]).to_response();
         assert_eq!(res.headers()[ALLOW], "GET, HEAD");
+    }
+}
+
+impl From<AuthFailure> for GatewayError {
+    fn from(f: AuthFailure) -> Self {
+        GatewayError::Unauthorized(f)
+    }
+}
+
+#[cfg(test)]
+mod challenge_tests {
+    use super::*;
+
+    #[test]
+    fn challenges_follow_rfc_6750() {
+        let missing: GatewayError = AuthFailure::new(AuthCode::HeaderMissing, "send one").into();
+        assert_eq!(
+            missing.to_response().headers()[WWW_AUTHENTICATE],
+            "Bearer realm=\"cryptr-gateway\""
+        );
+        let expired: GatewayError =
+            AuthFailure::new(AuthCode::TokenExpired, "the token has expired").into();
+        assert_eq!(
+            expired.to_response().headers()[WWW_AUTHENTICATE],
+            "Bearer realm=\"cryptr-gateway\", error=\"invalid_token\", error_description=\"the token has expired\""
+        );
+        let scope = GatewayError::Forbidden {
+            code: "insufficient_scope",
+            description: "needs \"admin\"".into(),
+        };
+        assert_eq!(
+            scope.to_response().headers()[WWW_AUTHENTICATE],
+            "Bearer realm=\"cryptr-gateway\", error=\"insufficient_scope\", error_description=\"needs admin\""
+        );
+        let unavailable = GatewayError::JwksUnavailable {
+            retry_after: Duration::from_secs(7),
+        };
+        assert_eq!(unavailable.to_response().headers()[RETRY_AFTER], "7");
     }
 }

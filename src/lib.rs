@@ -2,6 +2,7 @@
 //! token. `main.rs` is a thin CLI over this library; the tests start exactly what it starts.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod body;
 pub mod config;
 pub mod error;

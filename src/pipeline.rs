@@ -14,6 +14,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use tower_http::timeout::TimeoutBody;
 
+use crate::auth::{self, Identity};
 use crate::body::{Body, BoxError};
 use crate::config::Plan;
 use crate::error::GatewayError;
@@ -34,27 +35,27 @@ pub async fn handle(plan: &Plan, conn: &ConnInfo, req: Request<Incoming>) -> Res
     let started = Instant::now();
     let method = req.method().clone();
     let uri = req.uri().clone();
-    let mut route: Option<Arc<Route>> = None;
-    let (res, error) = match flow(plan, conn, req, &mut route).await {
+    let mut trace = Trace::default();
+    let (res, error) = match flow(plan, conn, req, &mut trace).await {
         Ok(res) => (res, None),
         Err(e) => (e.to_response(), Some(e)),
     };
-    finish(
-        &method,
-        &uri,
-        route.as_deref(),
-        &res,
-        error.as_ref(),
-        started,
-    );
+    finish(&method, &uri, &trace, &res, error.as_ref(), started);
     res
+}
+
+/// What the finish phase logs of the phases a request went through.
+#[derive(Default)]
+struct Trace {
+    route: Option<Arc<Route>>,
+    sub: Option<String>,
 }
 
 async fn flow(
     plan: &Plan,
     conn: &ConnInfo,
     req: Request<Incoming>,
-    matched: &mut Option<Arc<Route>>,
+    trace: &mut Trace,
 ) -> Result<Response<Body>, GatewayError> {
     check_header_limits(&req, plan)?;
     let (mut parts, body) = req.into_parts();
@@ -67,11 +68,13 @@ async fn flow(
         route::request_host(&parts.uri, &parts.headers),
         &path,
     )?;
-    *matched = Some(route.clone());
+    trace.route = Some(route.clone());
     // CORS arrives here: a preflight is answered before authentication.
-    authenticate(route, &parts)?;
+    let identity = authenticate(plan, route, &parts).await?;
+    trace.sub = identity.as_ref().map(|i| i.sub.clone());
     let body = limit_body(&parts, body, route)?;
     rewrite_request(&mut parts, plan, conn, route, &path, uri.query())?;
+    rewrite_identity(&mut parts, plan, route, identity.as_ref());
     let res = forward(route, Request::from_parts(parts, body)).await?;
     Ok(decorate(res, route))
 }
@@ -93,9 +96,62 @@ fn check_header_limits(req: &Request<Incoming>, plan: &Plan) -> Result<(), Gatew
     Ok(())
 }
 
-fn authenticate(route: &Route, _parts: &Parts) -> Result<(), GatewayError> {
-    match route.auth {
-        Auth::None => Ok(()),
+async fn authenticate(
+    plan: &Plan,
+    route: &Route,
+    parts: &Parts,
+) -> Result<Option<Identity>, GatewayError> {
+    match &route.auth {
+        Auth::None => Ok(None),
+        Auth::Token(rules) => {
+            auth::authenticate(&plan.auth, rules, &parts.headers, parts.uri.query()).await
+        }
+    }
+}
+
+/// Identity headers belong to the gateway: every client copy of one (whatever its case, and
+/// with `_` for `-`) is dropped on every route, public ones included; then the verified
+/// claims of this request are set.
+fn rewrite_identity(parts: &mut Parts, plan: &Plan, route: &Route, identity: Option<&Identity>) {
+    if !plan.auth.identity_headers.is_empty() {
+        let forged: Vec<http::HeaderName> = parts
+            .headers
+            .keys()
+            .filter(|n| plan.auth.is_identity_header(n))
+            .cloned()
+            .collect();
+        for name in forged {
+            parts.headers.remove(name);
+        }
+    }
+    let Auth::Token(rules) = &route.auth else {
+        return;
+    };
+    if !rules.forward_authorization {
+        parts.headers.remove(http::header::AUTHORIZATION);
+    }
+    let Some(identity) = identity else {
+        return;
+    };
+    let mappings = identity
+        .issuer
+        .claims_to_headers
+        .iter()
+        .chain(&rules.claims_to_headers);
+    for (claim, header) in mappings {
+        // An absent claim (or one that cannot be a header value) sets no header at all.
+        if let Some(value) = auth::claim(&identity.claims, claim).and_then(auth::header_value) {
+            parts.headers.insert(header.clone(), value);
+        }
+    }
+    if let Some(header) = rules
+        .claims_header
+        .as_ref()
+        .or(identity.issuer.claims_header.as_ref())
+    {
+        if let Ok(value) = HeaderValue::from_str(&identity.payload_b64) {
+            parts.headers.insert(header.clone(), value);
+        }
     }
 }
 
@@ -207,11 +263,13 @@ fn decorate(mut res: Response<Body>, route: &Route) -> Response<Body> {
 fn finish(
     method: &http::Method,
     uri: &http::Uri,
-    route: Option<&Route>,
+    trace: &Trace,
     res: &Response<Body>,
     error: Option<&GatewayError>,
     started: Instant,
 ) {
+    let route = trace.route.as_deref();
+    let sub = trace.sub.as_deref().unwrap_or("-");
     let status = res.status().as_u16();
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     let route_name = route.map_or("-", |r| r.name.as_str());
@@ -221,13 +279,13 @@ fn finish(
         Some(e) if e.is_server_fault() => tracing::warn!(
             target: "access",
             %method, path = uri.path(), route = route_name, upstream, status, duration_ms,
-            error = code, cause = %e,
+            error = code, sub, cause = %e,
             "request"
         ),
         _ => tracing::info!(
             target: "access",
             %method, path = uri.path(), route = route_name, upstream, status, duration_ms,
-            error = code,
+            error = code, sub,
             "request"
         ),
     }

@@ -51,11 +51,13 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
     }
 }
 
-/// What auth a route requires. Token validation adds its variants.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What auth a route requires.
+#[derive(Debug)]
 pub enum Auth {
     /// Public: no token is looked at.
     None,
+    /// A token from one of the route's issuers.
+    Token(Box<crate::auth::RouteAuth>),
 }
 
 /// One compiled route: read-only on the request path.

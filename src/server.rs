@@ -53,6 +53,8 @@ impl Server {
     /// up to the drain timeout to finish.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let Server { listener, plan } = self;
+        // Issuers' keys are fetched (and kept fresh) from the start, not on the first request.
+        let _refreshers = plan.auth.start_refreshers();
         let builder = connection_builder(&plan);
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);

@@ -10,9 +10,11 @@ use std::time::Duration;
 use http::Method;
 use ipnet::IpNet;
 
+use super::auth::{self as auth_config, Issuers};
 use super::locate::Locations;
-use super::raw::{RawAuth, RawConfig, RawRoute};
+use super::raw::{RawConfig, RawRoute};
 use super::{Limits, Plan};
+use crate::auth::{AuthPlan, Clock, KeyCache};
 use crate::proxy::{ClientSettings, HttpUpstream};
 use crate::route::{Auth, PathMatch, Route};
 use crate::upstream::{Builtin, Upstream};
@@ -46,13 +48,13 @@ pub(super) struct Problem {
     pub message: String,
 }
 
-struct Problems<'a> {
-    list: Vec<Problem>,
+pub(super) struct Problems<'a> {
+    pub list: Vec<Problem>,
     locations: &'a Locations,
 }
 
 impl Problems<'_> {
-    fn at(&mut self, path: &str, message: impl Into<String>) {
+    pub fn at(&mut self, path: &str, message: impl Into<String>) {
         let pos = self.locations.value(path);
         self.list.push(Problem {
             line: pos.map(|p| p.line),
@@ -64,7 +66,7 @@ impl Problems<'_> {
 
     /// A deserialisation error below `prefix`, made friendlier: the misspelt field is pointed
     /// at and the closest valid name suggested.
-    fn serde(&mut self, prefix: &str, err: serde_path_to_error::Error<serde_yaml::Error>) {
+    pub fn serde(&mut self, prefix: &str, err: serde_path_to_error::Error<serde_yaml::Error>) {
         let inner = err.path().to_string();
         let path = match (prefix.is_empty(), inner.as_str()) {
             (_, ".") => prefix.to_string(),
@@ -149,7 +151,7 @@ fn expected_names(message: &str) -> Vec<&str> {
 
 /// The candidate closest to `word`, if it is close enough to be a plausible typo: an edit or
 /// two (a transposition counts as one), or a long shared start.
-fn closest<'c>(word: &str, candidates: &[&'c str]) -> Option<&'c str> {
+pub(super) fn closest<'c>(word: &str, candidates: &[&'c str]) -> Option<&'c str> {
     let word = word.to_ascii_lowercase();
     let budget = (word.chars().count() / 3).max(1);
     candidates
@@ -256,6 +258,11 @@ pub(super) fn compile(cx: &Context<'_>) -> Result<Plan, Vec<Problem>> {
         },
     };
 
+    let issuers = raw
+        .issuers
+        .map(|m| auth_config::compile_issuers(m, cx, &mut problems))
+        .unwrap_or_default();
+
     let mut routes: Vec<(usize, Route)> = Vec::new();
     let mut clients = HashMap::new();
     let raw_routes = raw.routes.unwrap_or_default();
@@ -269,9 +276,15 @@ pub(super) fn compile(cx: &Context<'_>) -> Result<Plan, Vec<Problem>> {
         let prefix = format!("routes[{i}]");
         match serde_path_to_error::deserialize::<_, RawRoute>(value) {
             Ok(r) => {
-                if let Some(route) =
-                    compile_route(&prefix, r, cx, &defaults, &mut clients, &mut problems)
-                {
+                if let Some(route) = compile_route(
+                    &prefix,
+                    r,
+                    cx,
+                    &defaults,
+                    &issuers,
+                    &mut clients,
+                    &mut problems,
+                ) {
                     routes.push((i, route));
                 }
             }
@@ -279,19 +292,64 @@ pub(super) fn compile(cx: &Context<'_>) -> Result<Plan, Vec<Problem>> {
         }
     }
     check_route_set(&routes, &mut problems);
+    let cache = match KeyCache::new() {
+        Ok(c) => Some(Arc::new(c)),
+        Err(e) => {
+            problems.at("issuers", e);
+            None
+        }
+    };
 
-    match listen {
-        Some(listen) if problems.list.is_empty() => Ok(Plan {
-            listen,
-            trusted_proxies,
-            limits,
-            routes: routes.into_iter().map(|(_, r)| Arc::new(r)).collect(),
-        }),
+    match (listen, cache) {
+        (Some(listen), Some(cache)) if problems.list.is_empty() => {
+            let identity_headers = identity_headers(&issuers, &routes);
+            let mut all_issuers: Vec<_> = issuers.into_values().flatten().collect();
+            all_issuers.sort_by(|a, b| a.iss.cmp(&b.iss));
+            Ok(Plan {
+                listen,
+                trusted_proxies,
+                limits,
+                routes: routes.into_iter().map(|(_, r)| Arc::new(r)).collect(),
+                auth: AuthPlan {
+                    clock: Clock::system(),
+                    cache,
+                    issuers: all_issuers,
+                    identity_headers,
+                },
+            })
+        }
         _ => Err(problems.list),
     }
 }
 
-fn positive(
+/// Every header name any claim mapping targets, as stripping compares them.
+fn identity_headers(
+    issuers: &Issuers,
+    routes: &[(usize, Route)],
+) -> std::collections::HashSet<String> {
+    let from_issuers = issuers.values().flatten().flat_map(|i| {
+        i.claims_to_headers
+            .iter()
+            .map(|(_, h)| h)
+            .chain(i.claims_header.iter())
+    });
+    let from_routes = routes.iter().filter_map(|(_, r)| match &r.auth {
+        Auth::Token(a) => Some(a),
+        Auth::None => None,
+    });
+    let from_routes = from_routes.flat_map(|a| {
+        a.claims_to_headers
+            .iter()
+            .map(|(_, h)| h)
+            .chain(a.claims_header.iter())
+    });
+    from_issuers
+        .chain(from_routes)
+        .map(auth_config::normalize)
+        .collect()
+}
+
+pub(super) fn positive(
     problems: &mut Problems<'_>,
     path: &str,
     value: Option<Duration>,
@@ -318,6 +376,7 @@ fn compile_route(
     raw: RawRoute,
     cx: &Context<'_>,
     defaults: &RouteDefaults,
+    issuers: &Issuers,
     clients: &mut HashMap<(String, Option<PathBuf>), Arc<HttpUpstream>>,
     problems: &mut Problems<'_>,
 ) -> Option<Route> {
@@ -426,9 +485,7 @@ fn compile_route(
         raw.timeout.map(|d| d.0),
         defaults.timeout,
     );
-    let auth = match raw.auth {
-        RawAuth::None => Auth::None,
-    };
+    let auth = auth_config::compile_route_auth(prefix, raw.auth, issuers, problems);
 
     if problems.list.len() != before {
         return None;
@@ -439,7 +496,7 @@ fn compile_route(
         methods,
         host,
         upstream: upstream?,
-        auth,
+        auth: auth?,
         strip_prefix: raw.strip_prefix,
         preserve_host: raw.preserve_host,
         timeout,

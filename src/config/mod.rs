@@ -3,6 +3,7 @@
 //! Every problem found is reported, each with file, line, column and field path, so a user
 //! fixes a file in one pass instead of one error per run.
 
+mod auth;
 mod compile;
 mod env;
 mod locate;
@@ -28,6 +29,8 @@ pub struct Plan {
     pub limits: Limits,
     /// In file order: the first that matches wins.
     pub routes: Vec<Arc<Route>>,
+    /// Issuers, their key caches, and the clock tokens are judged by.
+    pub auth: crate::auth::AuthPlan,
 }
 
 /// Server-wide bounds (per-route ones live on [`Route`]).
@@ -67,8 +70,14 @@ impl Plan {
                 .as_deref()
                 .map(|h| format!(" host {h}"))
                 .unwrap_or_default();
-            let auth = match r.auth {
-                crate::route::Auth::None => "none",
+            let auth = match &r.auth {
+                crate::route::Auth::None => "none".to_string(),
+                crate::route::Auth::Token(a) => {
+                    let mut names: Vec<&str> = a.issuers.iter().map(|i| i.name.as_str()).collect();
+                    names.dedup();
+                    let optional = if a.optional { " (optional)" } else { "" };
+                    format!("token from {}{optional}", names.join(", "))
+                }
             };
             let _ = writeln!(
                 out,

@@ -2,6 +2,7 @@
 //! (durations, sizes, upstreams) that know how to read themselves. Nothing here is used on the
 //! request path; [`super::compile`] turns these into the plan.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -18,7 +19,53 @@ pub(crate) struct RawConfig {
     pub trusted_proxies: Vec<String>,
     #[serde(default)]
     pub limits: RawLimits,
+    /// Read one by one, like routes.
+    pub issuers: Option<BTreeMap<String, serde_yaml::Value>>,
     pub routes: Option<Vec<serde_yaml::Value>>,
+}
+
+/// One entry of `issuers:`: a Cryptr tenant list, or a generic issuer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIssuer {
+    pub cryptr: Option<RawCryptr>,
+    pub issuer: Option<String>,
+    pub jwks_uri: Option<String>,
+    pub jwks_file: Option<String>,
+    pub jwks_path: Option<String>,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    #[serde(default)]
+    pub client_ids: Vec<String>,
+    pub algorithms: Option<Vec<String>>,
+    pub leeway: Option<Dur>,
+    #[serde(default)]
+    pub required_claims: Vec<String>,
+    pub max_token_size: Option<Size>,
+    #[serde(default)]
+    pub jwks: RawJwks,
+    #[serde(default)]
+    pub claims_to_headers: BTreeMap<String, String>,
+    pub claims_header: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCryptr {
+    pub base_url: String,
+    pub tenants: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawJwks {
+    pub timeout: Option<Dur>,
+    pub ttl: Option<Dur>,
+    pub min_ttl: Option<Dur>,
+    pub max_ttl: Option<Dur>,
+    pub min_refresh_interval: Option<Dur>,
+    pub max_stale: Option<Dur>,
+    pub max_size: Option<Size>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -58,11 +105,66 @@ pub(crate) struct RawMatch {
     pub host: Option<String>,
 }
 
-/// What a route requires of a caller. Token validation adds its variants here.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// What a route requires of a caller: `none`, or a map naming the accepted issuers.
+#[derive(Debug)]
 pub(crate) enum RawAuth {
     None,
+    Token(RawRouteAuth),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRouteAuth {
+    pub issuers: Vec<String>,
+    #[serde(default)]
+    pub optional: bool,
+    pub scopes: Option<RawScopes>,
+    #[serde(default)]
+    pub claims: BTreeMap<String, Vec<serde_json::Value>>,
+    #[serde(default)]
+    pub claims_to_headers: BTreeMap<String, String>,
+    pub claims_header: Option<String>,
+    pub forward_authorization: Option<bool>,
+    pub token: Option<RawTokenSources>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawScopes {
+    pub all: Option<Vec<String>>,
+    pub any: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTokenSources {
+    pub cookie: Option<String>,
+    pub query: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for RawAuth {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawAuth;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`none`, or a map such as `{ issuers: [cryptr] }`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawAuth, E> {
+                match v {
+                    "none" => Ok(RawAuth::None),
+                    other => Err(E::custom(format!(
+                        "`{other}` is not an auth kind: write `none` for a public route, or `{{ issuers: [NAME] }}` to require a token"
+                    ))),
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawAuth, A::Error> {
+                RawRouteAuth::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawAuth::Token)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `upstream: http://host:port/base` or `upstream: { url: https://..., ca_file: ca.pem }`.

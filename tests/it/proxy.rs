@@ -228,6 +228,7 @@ async fn host_is_the_upstreams_unless_preserve_host() {
 async fn http2_prior_knowledge_clients_are_served_and_forwarded_as_http1() {
     let up = Upstream::recording().await;
     let gw = Gateway::start(&route_to(&up, "")).await;
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let c = reqwest::Client::builder()
         .no_proxy()
         .http2_prior_knowledge()

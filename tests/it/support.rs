@@ -280,6 +280,8 @@ pub async fn closed_port() -> SocketAddr {
 }
 
 pub fn client() -> reqwest::Client {
+    // reqwest's rustls has no built-in crypto provider in this build: use the gateway's.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(30))

@@ -1,0 +1,263 @@
+//! A JWKS parsed once into ready decoding keys, and which algorithm may be used with which key.
+
+use std::collections::HashMap;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey};
+
+/// The kind of a key, as far as choosing an algorithm goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Rsa,
+    EcP256,
+    EcP384,
+    Ed25519,
+}
+
+/// The key-type to algorithm table (RFC 7518 section 3.1, RFC 8037): an algorithm is only
+/// ever used with a key of its own kind. HMAC fits no key from a JWKS: a public key set never
+/// supplies a shared secret, and an `HS256` token "signed with the public key" must not pass.
+pub fn fits(alg: Algorithm, kind: KeyKind) -> bool {
+    use Algorithm::*;
+    matches!(
+        (alg, kind),
+        (RS256 | RS384 | RS512 | PS256 | PS384 | PS512, KeyKind::Rsa)
+            | (ES256, KeyKind::EcP256)
+            | (ES384, KeyKind::EcP384)
+            | (EdDSA, KeyKind::Ed25519)
+    )
+}
+
+fn signature_algorithm(a: KeyAlgorithm) -> Option<Algorithm> {
+    Some(match a {
+        KeyAlgorithm::HS256 => Algorithm::HS256,
+        KeyAlgorithm::HS384 => Algorithm::HS384,
+        KeyAlgorithm::HS512 => Algorithm::HS512,
+        KeyAlgorithm::ES256 => Algorithm::ES256,
+        KeyAlgorithm::ES384 => Algorithm::ES384,
+        KeyAlgorithm::RS256 => Algorithm::RS256,
+        KeyAlgorithm::RS384 => Algorithm::RS384,
+        KeyAlgorithm::RS512 => Algorithm::RS512,
+        KeyAlgorithm::PS256 => Algorithm::PS256,
+        KeyAlgorithm::PS384 => Algorithm::PS384,
+        KeyAlgorithm::PS512 => Algorithm::PS512,
+        KeyAlgorithm::EdDSA => Algorithm::EdDSA,
+        _ => return None,
+    })
+}
+
+/// One verification key.
+pub struct Key {
+    pub kind: KeyKind,
+    /// The key's own `alg`, when the JWKS says it: the token's must then be the same.
+    pub alg: Option<Algorithm>,
+    pub decoding: DecodingKey,
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Key")
+            .field("kind", &self.kind)
+            .field("alg", &self.alg)
+            .finish()
+    }
+}
+
+impl Key {
+    /// May a token signed with `alg` be checked with this key?
+    pub fn accepts(&self, alg: Algorithm) -> bool {
+        fits(alg, self.kind) && self.alg.is_none_or(|own| own == alg)
+    }
+}
+
+/// An issuer's verification keys by `kid`.
+#[derive(Debug, Default)]
+pub struct KeySet {
+    keys: HashMap<String, Key>,
+}
+
+impl KeySet {
+    pub fn get(&self, kid: &str) -> Option<&Key> {
+        self.keys.get(kid)
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// Parses a JWKS document. Keys that cannot serve (symmetric, for encryption, without `kid`,
+/// of an unsupported type or too weak) are left out, each with a reason for the log; members
+/// we do not know (Cryptr's `x5t_sha256`) are ignored.
+pub fn parse_jwks(body: &[u8]) -> Result<(KeySet, Vec<String>), String> {
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        keys: Vec<serde_json::Value>,
+    }
+    let doc: Doc = serde_json::from_slice(body)
+        .map_err(|e| format!("not a JWKS document (expected {{\"keys\": [...]}}): {e}"))?;
+    let mut set = KeySet::default();
+    let mut skipped = Vec::new();
+    for (i, value) in doc.keys.into_iter().enumerate() {
+        let label = value
+            .get("kid")
+            .and_then(|k| k.as_str())
+            .map_or_else(|| format!("key #{i}"), |k| format!("key `{k}`"));
+        if value.get("kty").and_then(|k| k.as_str()) == Some("oct") {
+            skipped.push(format!(
+                "{label}: symmetric (oct) keys are never taken from a JWKS"
+            ));
+            continue;
+        }
+        match key_from(value) {
+            Ok((kid, key)) => {
+                set.keys.insert(kid, key);
+            }
+            Err(reason) => skipped.push(format!("{label}: {reason}")),
+        }
+    }
+    Ok((set, skipped))
+}
+
+fn key_from(value: serde_json::Value) -> Result<(String, Key), String> {
+    let jwk: Jwk = serde_json::from_value(value).map_err(|e| format!("unsupported key: {e}"))?;
+    if matches!(jwk.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature) {
+        return Err("not a signature key (`use` is not `sig`)".into());
+    }
+    let kid = jwk
+        .common
+        .key_id
+        .clone()
+        .filter(|k| !k.is_empty())
+        .ok_or("no `kid`")?;
+    let kind = match &jwk.algorithm {
+        AlgorithmParameters::RSA(rsa) => {
+            let bits = URL_SAFE_NO_PAD
+                .decode(rsa.n.trim_end_matches('='))
+                .map(|n| n.iter().skip_while(|b| **b == 0).count() * 8)
+                .map_err(|_| "RSA modulus is not base64url")?;
+            // RFC 7518 section 3.3: 2048 bits or more.
+            if bits < 2048 {
+                return Err(format!(
+                    "RSA key of {bits} bits is too weak (2048 at least)"
+                ));
+            }
+            KeyKind::Rsa
+        }
+        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+            EllipticCurve::P256 => KeyKind::EcP256,
+            EllipticCurve::P384 => KeyKind::EcP384,
+            _ => return Err("unsupported elliptic curve".into()),
+        },
+        AlgorithmParameters::OctetKeyPair(okp) => match okp.curve {
+            EllipticCurve::Ed25519 => KeyKind::Ed25519,
+            _ => return Err("unsupported OKP curve".into()),
+        },
+        AlgorithmParameters::OctetKey(_) => {
+            return Err("symmetric (oct) keys are never taken from a JWKS".into())
+        }
+        _ => return Err("unsupported key type".into()),
+    };
+    let alg = match jwk.common.key_algorithm {
+        None => None,
+        Some(a) => Some(
+            signature_algorithm(a)
+                .ok_or_else(|| format!("`alg` {a:?} is not a signature algorithm"))?,
+        ),
+    };
+    if let Some(alg) = alg {
+        if !fits(alg, kind) {
+            return Err(format!("`alg` {alg:?} does not fit a {kind:?} key"));
+        }
+    }
+    let decoding = DecodingKey::from_jwk(&jwk).map_err(|e| format!("unusable key: {e}"))?;
+    Ok((
+        kid,
+        Key {
+            kind,
+            alg,
+            decoding,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Algorithm::*;
+
+    #[test]
+    fn algorithm_table_pairs_each_algorithm_with_its_key_kind_only() {
+        let kinds = [
+            KeyKind::Rsa,
+            KeyKind::EcP256,
+            KeyKind::EcP384,
+            KeyKind::Ed25519,
+        ];
+        let table: [(Algorithm, Option<KeyKind>); 12] = [
+            (HS256, None),
+            (HS384, None),
+            (HS512, None),
+            (RS256, Some(KeyKind::Rsa)),
+            (RS384, Some(KeyKind::Rsa)),
+            (RS512, Some(KeyKind::Rsa)),
+            (PS256, Some(KeyKind::Rsa)),
+            (PS384, Some(KeyKind::Rsa)),
+            (PS512, Some(KeyKind::Rsa)),
+            (ES256, Some(KeyKind::EcP256)),
+            (ES384, Some(KeyKind::EcP384)),
+            (EdDSA, Some(KeyKind::Ed25519)),
+        ];
+        for (alg, only) in table {
+            for kind in kinds {
+                assert_eq!(fits(alg, kind), only == Some(kind), "{alg:?} with {kind:?}");
+            }
+        }
+    }
+
+    const CRYPTR_JWKS: &str =
+        include_str!("../../../shared/fixtures/cryptr/drag-n-survey.jwks.json");
+
+    #[test]
+    fn cryptrs_real_key_set_parses_with_its_extra_members() {
+        let (set, skipped) = parse_jwks(CRYPTR_JWKS.as_bytes()).unwrap();
+        assert!(skipped.is_empty(), "{skipped:?}");
+        let key = set.get("4888c448-8628-424f-b632-aa7723aabf1d").unwrap();
+        assert_eq!(key.kind, KeyKind::Rsa);
+        assert_eq!(key.alg, Some(RS256));
+        assert!(key.accepts(RS256));
+        assert!(!key.accepts(PS256), "the key's own alg binds");
+        assert!(!key.accepts(HS256));
+    }
+
+    #[test]
+    fn symmetric_encryption_weak_and_kidless_keys_are_left_out() {
+        let doc = r#"{"keys":[
+            {"kty":"oct","kid":"h","k":"c2VjcmV0"},
+            {"kty":"RSA","kid":"enc","use":"enc","n":"AQAB","e":"AQAB"},
+            {"kty":"RSA","kid":"small","n":"AQAB","e":"AQAB"},
+            {"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+            {"kty":"EC","kid":"ec","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+            {"kty":"RSA","kid":"oaep","alg":"RSA-OAEP","n":"AQAB","e":"AQAB"}
+        ]}"#;
+        let (set, skipped) = parse_jwks(doc.as_bytes()).unwrap();
+        assert_eq!(set.len(), 1, "{skipped:?}");
+        assert!(set.get("ec").is_some());
+        assert_eq!(skipped.len(), 5, "{skipped:?}");
+        assert!(skipped[0].contains("symmetric"));
+    }
+
+    #[test]
+    fn a_document_without_keys_is_an_error() {
+        assert!(parse_jwks(b"<html>").is_err());
+        assert!(parse_jwks(br#"{"issuer":"x"}"#).is_err());
+        let (set, _) = parse_jwks(br#"{"keys":[]}"#).unwrap();
+        assert!(set.is_empty());
+    }
+}

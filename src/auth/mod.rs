@@ -1,0 +1,219 @@
+//! Token authentication: which issuers a route accepts, how a token is found and verified,
+//! and what the upstream learns of the caller.
+
+mod claims;
+pub mod jwks;
+pub mod keys;
+pub mod token;
+mod verify;
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::HeaderName;
+use jsonwebtoken::Algorithm;
+use serde_json::{Map, Value};
+
+pub use claims::{claim, header_value, scopes};
+pub use jwks::{IssuerKeys, JwksSettings, KeyCache, KeySource};
+pub use token::TokenSources;
+pub(crate) use verify::authenticate;
+
+/// One accepted token issuer (a Cryptr tenant, or a generic OIDC issuer), compiled.
+#[derive(Debug)]
+pub struct Issuer {
+    /// The `issuers:` entry it comes from (one entry may give several tenants).
+    pub name: String,
+    /// Exactly what `iss` must be: `<base_url>/t/<tenant>` for Cryptr.
+    pub iss: String,
+    /// A token passes when its `aud` holds one of these (none: `aud` is not checked).
+    pub audiences: Vec<String>,
+    /// A token passes when its `cid` / `client_id` is one of these (none: not checked).
+    pub client_ids: Vec<String>,
+    /// Default `[RS256]`.
+    pub algorithms: Vec<Algorithm>,
+    /// Allowed clock skew for `exp`, `nbf`, `iat`, in seconds. Default 60.
+    pub leeway: u64,
+    pub required_claims: Vec<String>,
+    /// Default 8KiB.
+    pub max_token_size: usize,
+    pub claims_to_headers: Vec<(String, HeaderName)>,
+    pub claims_header: Option<HeaderName>,
+    pub keys: Arc<IssuerKeys>,
+}
+
+/// How a route's scopes are checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScopeRule {
+    All(Vec<String>),
+    Any(Vec<String>),
+}
+
+/// A protected (or optionally protected) route's requirements.
+#[derive(Debug)]
+pub struct RouteAuth {
+    pub issuers: Vec<Arc<Issuer>>,
+    /// Anonymous requests pass; a token, when present, must still be valid.
+    pub optional: bool,
+    pub scopes: Option<ScopeRule>,
+    /// Each claim must equal one of its listed values.
+    pub claims: Vec<(String, Vec<Value>)>,
+    /// Added to (and overriding) the issuer's mapping.
+    pub claims_to_headers: Vec<(String, HeaderName)>,
+    pub claims_header: Option<HeaderName>,
+    /// Whether the upstream still sees the token. Default true.
+    pub forward_authorization: bool,
+    pub sources: TokenSources,
+    /// The largest `max_token_size` of the route's issuers: checked before the issuer is known.
+    pub max_token_size: usize,
+}
+
+/// Who the caller is, once the token is verified.
+#[derive(Debug)]
+pub struct Identity {
+    pub issuer: Arc<Issuer>,
+    pub sub: String,
+    pub claims: Map<String, Value>,
+    /// The token's payload as sent (base64url JSON), for `claims_header`.
+    pub payload_b64: String,
+}
+
+/// The time verification judges tokens by: the system clock, or a fixed instant (tests,
+/// and checking a recorded token).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Clock {
+    fixed: Option<u64>,
+}
+
+impl Clock {
+    pub fn system() -> Clock {
+        Clock { fixed: None }
+    }
+
+    pub fn fixed(unix_seconds: u64) -> Clock {
+        Clock {
+            fixed: Some(unix_seconds),
+        }
+    }
+
+    pub fn now(&self) -> u64 {
+        self.fixed.unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        })
+    }
+}
+
+/// The authentication part of a plan.
+#[derive(Debug)]
+pub struct AuthPlan {
+    pub clock: Clock,
+    pub cache: Arc<KeyCache>,
+    /// Every issuer of the plan, for the key refreshers.
+    pub issuers: Vec<Arc<Issuer>>,
+    /// Every header any claim mapping names, lower-case with `_` as `-`: removed from every
+    /// client request, on every route.
+    pub identity_headers: HashSet<String>,
+}
+
+impl AuthPlan {
+    /// Starts one key refresher per issuer with remote keys; they stop when the returned
+    /// guard is dropped.
+    pub fn start_refreshers(&self) -> Refreshers {
+        let mut seen = HashSet::new();
+        let tasks = self
+            .issuers
+            .iter()
+            .filter(|i| seen.insert(i.iss.clone()))
+            .filter(|i| !matches!(i.keys.source, KeySource::Static(_)))
+            .map(|i| tokio::spawn(self.cache.clone().refresh_loop(i.keys.clone())))
+            .collect();
+        Refreshers(tasks)
+    }
+
+    /// True when a client-sent header with this name must be dropped.
+    pub fn is_identity_header(&self, name: &HeaderName) -> bool {
+        if self.identity_headers.is_empty() {
+            return false;
+        }
+        let name = name.as_str();
+        if name.contains('_') {
+            self.identity_headers.contains(&name.replace('_', "-"))
+        } else {
+            self.identity_headers.contains(name)
+        }
+    }
+}
+
+/// Aborts the key refreshers when dropped.
+pub struct Refreshers(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Refreshers {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+/// The codes of a 401, as Cryptr's tutorial named them (plus `invalid_token`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthCode {
+    HeaderMissing,
+    InvalidHeader,
+    TokenExpired,
+    InvalidClaims,
+    NoRsaKey,
+    InvalidToken,
+}
+
+impl AuthCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthCode::HeaderMissing => "authorization_header_missing",
+            AuthCode::InvalidHeader => "invalid_header",
+            AuthCode::TokenExpired => "token_expired",
+            AuthCode::InvalidClaims => "invalid_claims",
+            AuthCode::NoRsaKey => "no_rsa_key",
+            AuthCode::InvalidToken => "invalid_token",
+        }
+    }
+}
+
+/// Why a token was refused: a code and a sentence the caller can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthFailure {
+    pub code: AuthCode,
+    pub description: Cow<'static, str>,
+}
+
+impl AuthFailure {
+    pub fn new(code: AuthCode, description: impl Into<Cow<'static, str>>) -> AuthFailure {
+        AuthFailure {
+            code,
+            description: description.into(),
+        }
+    }
+
+    pub fn invalid_header(description: &'static str) -> AuthFailure {
+        AuthFailure::new(AuthCode::InvalidHeader, description)
+    }
+
+    pub fn invalid_header_token() -> AuthFailure {
+        AuthFailure::new(
+            AuthCode::InvalidHeader,
+            "the token's header is not valid base64url JSON",
+        )
+    }
+
+    pub fn invalid_token(description: &'static str) -> AuthFailure {
+        AuthFailure::new(AuthCode::InvalidToken, description)
+    }
+
+    pub fn invalid_claims(description: impl Into<Cow<'static, str>>) -> AuthFailure {
+        AuthFailure::new(AuthCode::InvalidClaims, description)
+    }
+}

@@ -1,0 +1,247 @@
+//! The verification of one token, in the order that keeps I/O last: find it, take it apart,
+//! pick its issuer among the route's, check its algorithm, then fetch (or read) the key,
+//! check the signature, and only then trust and check the claims.
+
+use std::sync::Arc;
+
+use http::HeaderMap;
+use jsonwebtoken::Algorithm;
+use serde_json::{Map, Value};
+
+use super::claims::{claim, scopes};
+use super::token::{self, Parsed};
+use super::{AuthCode, AuthFailure, AuthPlan, Identity, Issuer, RouteAuth, ScopeRule};
+use crate::error::GatewayError;
+
+/// Authenticates a request for a route that names issuers. `Ok(None)`: an anonymous request
+/// on an optional route.
+pub(crate) async fn authenticate(
+    plan: &AuthPlan,
+    route: &RouteAuth,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Option<Identity>, GatewayError> {
+    let Some(raw) = token::extract(headers, query, &route.sources)? else {
+        if route.optional {
+            return Ok(None);
+        }
+        return Err(AuthFailure::new(
+            AuthCode::HeaderMissing,
+            "send the access token as `Authorization: Bearer <token>`",
+        )
+        .into());
+    };
+    let parsed = token::parse(&raw, route.max_token_size)?;
+    let issuer = pick_issuer(route, &parsed)?;
+    if raw.len() > issuer.max_token_size {
+        return Err(AuthFailure::invalid_token("the token is larger than accepted").into());
+    }
+    let alg = algorithm(issuer, &parsed)?;
+    let kid = parsed
+        .header
+        .kid
+        .as_deref()
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| AuthFailure::invalid_header("the token's header names no key (kid)"))?;
+
+    let keys = plan.cache.keys_for(&issuer.keys, kid).await.map_err(|e| {
+        GatewayError::JwksUnavailable {
+            retry_after: e.retry_after,
+        }
+    })?;
+    let key = keys.get(kid).ok_or_else(|| {
+        AuthFailure::new(
+            AuthCode::NoRsaKey,
+            "the token's key (kid) is not among the issuer's keys",
+        )
+    })?;
+    if !key.accepts(alg) {
+        return Err(
+            AuthFailure::invalid_token("the token's algorithm does not fit its key").into(),
+        );
+    }
+    let valid = jsonwebtoken::crypto::verify(
+        parsed.signature,
+        parsed.signing_input.as_bytes(),
+        &key.decoding,
+        alg,
+    )
+    .unwrap_or(false);
+    if !valid {
+        return Err(AuthFailure::invalid_token("the token's signature does not verify").into());
+    }
+
+    let sub = check_claims(issuer, &parsed.claims, plan.clock.now())?;
+    authorize(route, &parsed.claims)?;
+    Ok(Some(Identity {
+        issuer: issuer.clone(),
+        sub,
+        payload_b64: parsed.payload_b64.to_string(),
+        claims: parsed.claims,
+    }))
+}
+
+/// The issuer named by the (still unverified) token, among the route's: payload `iss`, or for
+/// a Cryptr v3 token that has none, the protected header's. Nothing is fetched for a token
+/// naming an issuer we do not accept.
+fn pick_issuer<'r>(
+    route: &'r RouteAuth,
+    parsed: &Parsed<'_>,
+) -> Result<&'r Arc<Issuer>, AuthFailure> {
+    let from_payload = parsed.claims.get("iss");
+    let iss = match (from_payload, parsed.header.iss.as_deref()) {
+        (Some(Value::String(p)), Some(h)) if p != h => {
+            return Err(AuthFailure::invalid_claims(
+                "the token names two different issuers",
+            ))
+        }
+        (Some(Value::String(p)), _) => p.as_str(),
+        (Some(_), _) => {
+            return Err(AuthFailure::invalid_claims(
+                "the token's issuer is not a string",
+            ))
+        }
+        (None, Some(h)) => h,
+        (None, None) => return Err(AuthFailure::invalid_claims("the token names no issuer")),
+    };
+    route
+        .issuers
+        .iter()
+        .find(|i| i.iss == iss)
+        .ok_or_else(|| AuthFailure::invalid_claims("the token's issuer is not accepted here"))
+}
+
+/// The algorithm to verify with: the token's `alg`, only if the issuer allows it. The key
+/// must then fit it too (see `Key::accepts`): the token never decides alone.
+fn algorithm(issuer: &Issuer, parsed: &Parsed<'_>) -> Result<Algorithm, AuthFailure> {
+    parsed
+        .header
+        .alg
+        .parse::<Algorithm>()
+        .ok()
+        .filter(|a| issuer.algorithms.contains(a))
+        .ok_or_else(|| AuthFailure::invalid_token("the token's algorithm is not accepted"))
+}
+
+fn number(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, AuthFailure> {
+    match claims.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+            .map(Some)
+            .ok_or_else(|| {
+                AuthFailure::invalid_claims(format!("the `{name}` claim is not a time"))
+            }),
+    }
+}
+
+/// The registered claims, judged at `now`. Returns `sub`.
+fn check_claims(
+    issuer: &Issuer,
+    claims: &Map<String, Value>,
+    now: u64,
+) -> Result<String, AuthFailure> {
+    let leeway = issuer.leeway;
+    let exp = number(claims, "exp")?
+        .ok_or_else(|| AuthFailure::invalid_claims("the token has no expiry (exp)"))?;
+    if exp.saturating_add(leeway) <= now {
+        return Err(AuthFailure::new(
+            AuthCode::TokenExpired,
+            "the token has expired",
+        ));
+    }
+    if number(claims, "nbf")?.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
+        return Err(AuthFailure::invalid_claims(
+            "the token is not valid yet (nbf)",
+        ));
+    }
+    if number(claims, "iat")?.is_some_and(|iat| iat > now.saturating_add(leeway)) {
+        return Err(AuthFailure::invalid_claims(
+            "the token was issued in the future (iat)",
+        ));
+    }
+    if let Some(jtt) = claims.get("jtt") {
+        if jtt.as_str() != Some("access") {
+            return Err(AuthFailure::invalid_claims(
+                "the token is not an access token (jtt)",
+            ));
+        }
+    }
+    if !issuer.audiences.is_empty() {
+        let ok = match claims.get("aud") {
+            Some(Value::String(a)) => issuer.audiences.contains(a),
+            Some(Value::Array(list)) => list
+                .iter()
+                .filter_map(Value::as_str)
+                .any(|a| issuer.audiences.iter().any(|x| x == a)),
+            _ => false,
+        };
+        if !ok {
+            return Err(AuthFailure::invalid_claims(
+                "the token is not meant for this API (aud)",
+            ));
+        }
+    }
+    if !issuer.client_ids.is_empty() {
+        let ok = claim(claims, "cid")
+            .and_then(Value::as_str)
+            .is_some_and(|c| issuer.client_ids.iter().any(|x| x == c));
+        if !ok {
+            return Err(AuthFailure::invalid_claims(
+                "the token's client is not accepted (cid)",
+            ));
+        }
+    }
+    for name in &issuer.required_claims {
+        if claim(claims, name).is_none() {
+            return Err(AuthFailure::invalid_claims(format!(
+                "the token lacks the `{name}` claim"
+            )));
+        }
+    }
+    match claims.get("sub") {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        _ => Err(AuthFailure::invalid_claims(
+            "the token has no subject (sub)",
+        )),
+    }
+}
+
+/// The route's own demands on a valid token: 403 when they are not met.
+fn authorize(route: &RouteAuth, claims: &Map<String, Value>) -> Result<(), GatewayError> {
+    if let Some(rule) = &route.scopes {
+        let held = scopes(claims);
+        let ok = match rule {
+            ScopeRule::All(needed) => needed.iter().all(|n| held.contains(&n.as_str())),
+            ScopeRule::Any(needed) => needed.iter().any(|n| held.contains(&n.as_str())),
+        };
+        if !ok {
+            let (how, list) = match rule {
+                ScopeRule::All(l) => ("all of", l),
+                ScopeRule::Any(l) => ("one of", l),
+            };
+            return Err(GatewayError::Forbidden {
+                code: "insufficient_scope",
+                description: format!("this route needs {how} the scopes: {}", list.join(" ")),
+            });
+        }
+    }
+    for (name, allowed) in &route.claims {
+        let value = claim(claims, name);
+        let ok = value.is_some_and(|v| {
+            allowed.iter().any(|a| a == v)
+                || v.as_array()
+                    .is_some_and(|items| items.iter().any(|i| allowed.contains(i)))
+        });
+        if !ok {
+            return Err(GatewayError::Forbidden {
+                code: "insufficient_claims",
+                description: format!(
+                    "the token's `{name}` claim does not grant access to this route"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
