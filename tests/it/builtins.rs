@@ -1,21 +1,20 @@
 //! The built-in upstreams: the tutorial's course list and the echo.
 
-use crate::support::{self, config, Gateway};
-
-async fn tutorial_gateway() -> Gateway {
-    let plan = crate::support::plan_with_env(
-        include_str!("../../gateway.yaml"),
-        &[("GATEWAY_LISTEN", "127.0.0.1:0")],
-    )
-    .unwrap();
-    Gateway::start_plan(plan).await
-}
+use crate::support::{self, config, tutorial_gateway, Gateway};
 
 #[tokio::test]
-async fn courses_serves_the_tutorials_list() {
-    let gw = tutorial_gateway().await;
+async fn the_tutorials_course_list_needs_a_cryptr_token() {
+    let (issuer, gw) = tutorial_gateway().await;
     let res = support::client()
         .get(gw.url("/api/v1/courses"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let token = issuer.token(&issuer.claims("acme"));
+    let res = support::client()
+        .get(gw.url("/api/v1/courses"))
+        .bearer_auth(token)
         .send()
         .await
         .unwrap();
@@ -54,7 +53,7 @@ async fn courses_refuses_writes_with_405() {
 
 #[tokio::test]
 async fn echo_shows_what_an_upstream_would_receive() {
-    let gw = tutorial_gateway().await;
+    let (_issuer, gw) = tutorial_gateway().await;
     let res = support::client()
         .put(gw.url("/echo/a/b?x=%2F&y"))
         .header("x-forwarded-for", "6.6.6.6")

@@ -99,7 +99,9 @@ fn check_summarises_the_repos_config() {
     );
     assert!(stdout.contains("listen 0.0.0.0:8081"), "{stdout}");
     assert!(
-        stdout.contains("courses  prefix /api/v1/courses [GET] -> builtin:courses  auth: none"),
+        stdout.contains(
+            "courses  prefix /api/v1/courses [GET] -> builtin:courses  auth: token from cryptr"
+        ),
         "{stdout}"
     );
 }

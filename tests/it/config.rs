@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::support::{plan_with_env, Gateway};
+use crate::support::plan_with_env;
 
 const REPO_CONFIG: &str = include_str!("../../gateway.yaml");
 
@@ -162,12 +162,52 @@ fn empty_file_and_no_routes_are_explained() {
 
 #[tokio::test]
 async fn the_repo_config_serves_with_a_listen_from_the_environment() {
-    let plan = plan_with_env(REPO_CONFIG, &[("GATEWAY_LISTEN", "127.0.0.1:0")]).unwrap();
-    let gw = Gateway::start_plan(plan).await;
+    let (_issuer, gw) = crate::support::tutorial_gateway().await;
     let res = crate::support::client()
-        .get(gw.url("/api/v1/courses"))
+        .get(gw.url("/echo"))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+}
+
+#[test]
+fn repo_config_protects_the_course_list_with_cryptr() {
+    let plan = plan_with_env(REPO_CONFIG, &[("CRYPTR_TENANT_DOMAIN", "acme")]).unwrap();
+    let cryptr_gateway::route::Auth::Token(auth) = &plan.routes[0].auth else {
+        panic!("the course list is public");
+    };
+    assert_eq!(auth.issuers[0].iss, "https://auth.cryptr.eu/t/acme");
+    assert_eq!(auth.issuers[0].audiences, ["http://localhost:8080"]);
+}
+
+#[test]
+fn issuer_and_route_auth_mistakes_are_located_and_explained() {
+    let cases = [
+        ("cryptr: { base_url: https://auth.cryptr.eu, tenants: [acme] }", "{ issuers: [cryptor] }", "routes[0].auth.issuers[0]", "did you mean `cryptr`?"),
+        ("cryptr: { base_url: https://auth.cryptr.eu, tenants: [acme] }\n    audiences: []", "{ issuers: [cryptr] }", "issuers.cryptr", "set `audiences`"),
+        ("cryptr: { base_url: https://auth.cryptr.eu, tenants: [acme] }\n    algorithms: [HS256]", "{ issuers: [cryptr] }", "issuers.cryptr.algorithms[0]", "shared secret"),
+        ("cryptr: { base_url: https://auth.cryptr.eu, tenants: [acme] }\n    algorithms: [RS265]", "{ issuers: [cryptr] }", "issuers.cryptr.algorithms[0]", "did you mean `RS256`?"),
+        ("cryptr: { base_url: https://auth.cryptr.eu/t/acme, tenants: [acme] }", "{ issuers: [cryptr] }", "issuers.cryptr.cryptr.base_url", "base URL only"),
+        ("cryptr: { base_url: https://auth.cryptr.eu, tenants: [\"a b\"] }", "{ issuers: [cryptr] }", "issuers.cryptr.cryptr.tenants[0]", "not a tenant"),
+        ("cryptr: { base_url: https://auth.cryptr.eu, tenants: [acme] }\n    issuer: https://x", "{ issuers: [cryptr] }", "issuers.cryptr", "not both"),
+        ("cryptr: { base_url: https://auth.cryptr.eu, tenants: [acme] }\n    claims_to_headers: { sub: Authorization }", "{ issuers: [cryptr] }", "issuers.cryptr.claims_to_headers.sub", "the gateway manages"),
+        ("cryptr: { base_url: https://auth.cryptr.eu, tenants: [acme] }\n    audeinces: [x]", "{ issuers: [cryptr] }", "issuers.cryptr.audeinces", "did you mean `audiences`?"),
+        ("cryptr: { base_url: https://auth.cryptr.eu, tenants: [acme] }", "{ issuers: [cryptr], scopes: { all: [] } }", "routes[0].auth.scopes", "non-empty"),
+        ("cryptr: { base_url: https://auth.cryptr.eu, tenants: [acme] }", "token", "routes[0].auth", "not an auth kind"),
+        ("issuer: not a url", "{ issuers: [cryptr] }", "issuers.cryptr.issuer", "OIDC discovery"),
+    ];
+    for (issuer, auth, path, needle) in cases {
+        let yaml = format!(
+            "listen: 127.0.0.1:0\nissuers:\n  cryptr:\n    {issuer}\n    audiences: [http://localhost:8080]\nroutes:\n  - name: r\n    match: {{ prefix: /a }}\n    upstream: builtin:echo\n    auth: {auth}\n"
+        )
+        .replace("    audiences: []\n    audiences: [http://localhost:8080]\n", "    audiences: []\n");
+        let errors = plan_with_env(&yaml, &[]).expect_err(issuer).0;
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.path == path && e.message.contains(needle) && e.line.is_some()),
+            "{issuer} / {auth}: expected {path}: {needle}, got {errors:#?}"
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, a module per area, everything over real sockets.
 
+mod auth;
 mod builtins;
 mod cli;
 mod config;

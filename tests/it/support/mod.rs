@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod issuer;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -46,6 +48,23 @@ pub fn plan(yaml: &str) -> Plan {
         Ok(p) => p,
         Err(e) => panic!("test config does not compile:\n{e}\n---\n{yaml}"),
     }
+}
+
+/// The repository's gateway.yaml, its Cryptr issuer pointed at a local JWKS server (tenant
+/// `acme`, so the tests never reach a public host), listening on port 0.
+pub async fn tutorial_gateway() -> (issuer::TestIssuer, Gateway) {
+    let issuer = issuer::TestIssuer::start().await;
+    let base = issuer.base_url();
+    let plan = plan_with_env(
+        include_str!("../../../gateway.yaml"),
+        &[
+            ("GATEWAY_LISTEN", "127.0.0.1:0"),
+            ("CRYPTR_BASE_URL", &base),
+            ("CRYPTR_TENANT_DOMAIN", "acme"),
+        ],
+    )
+    .unwrap();
+    (issuer, Gateway::start_plan(plan).await)
 }
 
 /// A gateway serving `yaml` (which should say `listen: 127.0.0.1:0`).
