@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod cors;
 pub mod error;
 mod headers;
 pub mod logging;

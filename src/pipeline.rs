@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{HeaderValue, CONTENT_LENGTH, EXPECT, HOST, TE};
+use http::header::{HeaderValue, CONTENT_LENGTH, EXPECT, HOST, ORIGIN, TE};
 use http::request::Parts;
 use http::{Request, Response, Version};
 use http_body::Body as _;
@@ -17,6 +17,7 @@ use tower_http::timeout::TimeoutBody;
 use crate::auth::{self, Identity};
 use crate::body::{Body, BoxError};
 use crate::config::Plan;
+use crate::cors;
 use crate::error::GatewayError;
 use crate::headers;
 use crate::route::{self, Auth, Route};
@@ -35,11 +36,22 @@ pub async fn handle(plan: &Plan, conn: &ConnInfo, req: Request<Incoming>) -> Res
     let started = Instant::now();
     let method = req.method().clone();
     let uri = req.uri().clone();
+    let origin = req.headers().get(ORIGIN).cloned();
     let mut trace = Trace::default();
-    let (res, error) = match flow(plan, conn, req, &mut trace).await {
+    let (mut res, error) = match flow(plan, conn, req, &mut trace).await {
         Ok(res) => (res, None),
         Err(e) => (e.to_response(), Some(e)),
     };
+    if !trace.preflight {
+        // Every answer to an allowed origin, our own errors included, so the app can read it.
+        let policy = match &trace.route {
+            Some(route) => route.cors.as_deref(),
+            None => plan.cors.as_deref(),
+        };
+        if let Some(policy) = policy {
+            policy.decorate(origin.as_ref(), res.headers_mut());
+        }
+    }
     finish(&method, &uri, &trace, &res, error.as_ref(), started);
     res
 }
@@ -49,6 +61,8 @@ pub async fn handle(plan: &Plan, conn: &ConnInfo, req: Request<Incoming>) -> Res
 struct Trace {
     route: Option<Arc<Route>>,
     sub: Option<String>,
+    /// Answered as a CORS preflight: complete as it is.
+    preflight: bool,
 }
 
 async fn flow(
@@ -62,14 +76,20 @@ async fn flow(
     // A cheap clone (shared bytes) so the normalised path can borrow it while `parts` changes.
     let uri = parts.uri.clone();
     let path = crate::path::normalize(uri.path()).map_err(GatewayError::InvalidPath)?;
-    let route = route::select(
-        &plan.routes,
-        &parts.method,
-        route::request_host(&parts.uri, &parts.headers),
-        &path,
-    )?;
+    let host = route::request_host(&parts.uri, &parts.headers);
+    // A preflight is answered for the route its requested method would reach, before any
+    // token is asked for; on a route without a CORS policy it is an ordinary OPTIONS.
+    if let Some(method) = cors::preflight_method(&parts.method, &parts.headers) {
+        let target = route::select(&plan.routes, &method, host, &path)
+            .ok()
+            .or_else(|| route::first_for_target(&plan.routes, host, &path));
+        if let Some(policy) = target.and_then(|r| r.cors.as_deref()) {
+            trace.preflight = true;
+            return Ok(policy.preflight(&parts.headers, &method));
+        }
+    }
+    let route = route::select(&plan.routes, &parts.method, host, &path)?;
     trace.route = Some(route.clone());
-    // CORS arrives here: a preflight is answered before authentication.
     let identity = authenticate(plan, route, &parts).await?;
     trace.sub = identity.as_ref().map(|i| i.sub.clone());
     let body = limit_body(&parts, body, route)?;

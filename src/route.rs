@@ -71,6 +71,8 @@ pub struct Route {
     pub host: Option<String>,
     pub upstream: Upstream,
     pub auth: Auth,
+    /// `None`: the gateway does no CORS here (the upstream's own headers pass untouched).
+    pub cors: Option<Arc<crate::cors::CorsPolicy>>,
     pub strip_prefix: bool,
     pub preserve_host: bool,
     /// How long the upstream may take to start answering, and to send each next piece.
@@ -148,6 +150,16 @@ pub(crate) fn select<'a>(
     } else {
         Err(GatewayError::MethodNotAllowed(allowed))
     }
+}
+
+/// The first route for this host and path, whatever its methods: whose CORS policy answers
+/// a preflight for a method no route takes (with no `Access-Control-Allow-*`).
+pub(crate) fn first_for_target<'a>(
+    routes: &'a [Arc<Route>],
+    host: Option<&str>,
+    path: &str,
+) -> Option<&'a Arc<Route>> {
+    routes.iter().find(|r| r.matches_target(host, path))
 }
 
 /// The host a request is addressed to, without port: the URI's authority (HTTP/2, absolute

@@ -12,7 +12,7 @@ use ipnet::IpNet;
 
 use super::auth::{self as auth_config, Issuers};
 use super::locate::Locations;
-use super::raw::{RawConfig, RawRoute};
+use super::raw::{RawConfig, RawCors, RawRoute};
 use super::{Limits, Plan};
 use crate::auth::{AuthPlan, Clock, KeyCache};
 use crate::proxy::{ClientSettings, HttpUpstream};
@@ -55,12 +55,21 @@ pub(super) struct Problems<'a> {
 
 impl Problems<'_> {
     pub fn at(&mut self, path: &str, message: impl Into<String>) {
+        let message = message.into();
+        // A shared setting (the top-level `cors:`) is checked once per route using it.
+        if self
+            .list
+            .iter()
+            .any(|p| p.path == path && p.message == message)
+        {
+            return;
+        }
         let pos = self.locations.value(path);
         self.list.push(Problem {
             line: pos.map(|p| p.line),
             column: pos.map(|p| p.column),
             path: path.to_string(),
-            message: message.into(),
+            message,
         });
     }
 
@@ -263,6 +272,9 @@ pub(super) fn compile(cx: &Context<'_>) -> Result<Plan, Vec<Problem>> {
         .map(|m| auth_config::compile_issuers(m, cx, &mut problems))
         .unwrap_or_default();
 
+    let top_cors = raw.cors;
+    let plan_cors = super::cors::compile(top_cors.as_ref(), None, None, &mut problems);
+
     let mut routes: Vec<(usize, Route)> = Vec::new();
     let mut clients = HashMap::new();
     let raw_routes = raw.routes.unwrap_or_default();
@@ -276,15 +288,14 @@ pub(super) fn compile(cx: &Context<'_>) -> Result<Plan, Vec<Problem>> {
         let prefix = format!("routes[{i}]");
         match serde_path_to_error::deserialize::<_, RawRoute>(value) {
             Ok(r) => {
-                if let Some(route) = compile_route(
-                    &prefix,
-                    r,
+                let shared = Shared {
                     cx,
-                    &defaults,
-                    &issuers,
-                    &mut clients,
-                    &mut problems,
-                ) {
+                    defaults: &defaults,
+                    issuers: &issuers,
+                    top_cors: top_cors.as_ref(),
+                };
+                if let Some(route) = compile_route(&prefix, r, &shared, &mut clients, &mut problems)
+                {
                     routes.push((i, route));
                 }
             }
@@ -310,6 +321,7 @@ pub(super) fn compile(cx: &Context<'_>) -> Result<Plan, Vec<Problem>> {
                 trusted_proxies,
                 limits,
                 routes: routes.into_iter().map(|(_, r)| Arc::new(r)).collect(),
+                cors: plan_cors,
                 auth: AuthPlan {
                     clock: Clock::system(),
                     cache,
@@ -371,15 +383,27 @@ struct RouteDefaults {
     client: ClientSettings,
 }
 
+/// What every route's compilation reads.
+struct Shared<'a> {
+    cx: &'a Context<'a>,
+    defaults: &'a RouteDefaults,
+    issuers: &'a Issuers,
+    top_cors: Option<&'a RawCors>,
+}
+
 fn compile_route(
     prefix: &str,
     raw: RawRoute,
-    cx: &Context<'_>,
-    defaults: &RouteDefaults,
-    issuers: &Issuers,
+    shared: &Shared<'_>,
     clients: &mut HashMap<(String, Option<PathBuf>), Arc<HttpUpstream>>,
     problems: &mut Problems<'_>,
 ) -> Option<Route> {
+    let Shared {
+        cx,
+        defaults,
+        issuers,
+        top_cors,
+    } = *shared;
     let before = problems.list.len();
     let field = |name: &str| format!("{prefix}.{name}");
 
@@ -486,6 +510,13 @@ fn compile_route(
         defaults.timeout,
     );
     let auth = auth_config::compile_route_auth(prefix, raw.auth, issuers, problems);
+    let cors_path = field("cors");
+    let cors = super::cors::compile(
+        top_cors,
+        raw.cors.as_ref().map(|c| (cors_path.as_str(), c)),
+        methods.as_deref(),
+        problems,
+    );
 
     if problems.list.len() != before {
         return None;
@@ -497,6 +528,7 @@ fn compile_route(
         host,
         upstream: upstream?,
         auth: auth?,
+        cors,
         strip_prefix: raw.strip_prefix,
         preserve_host: raw.preserve_host,
         timeout,

@@ -5,6 +5,7 @@
 
 mod auth;
 mod compile;
+mod cors;
 mod env;
 mod locate;
 mod raw;
@@ -29,6 +30,8 @@ pub struct Plan {
     pub limits: Limits,
     /// In file order: the first that matches wins.
     pub routes: Vec<Arc<Route>>,
+    /// The top-level CORS policy: decorates answers given before a route is known (404, 400).
+    pub cors: Option<Arc<crate::cors::CorsPolicy>>,
     /// Issuers, their key caches, and the clock tokens are judged by.
     pub auth: crate::auth::AuthPlan,
 }

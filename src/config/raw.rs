@@ -19,6 +19,8 @@ pub(crate) struct RawConfig {
     pub trusted_proxies: Vec<String>,
     #[serde(default)]
     pub limits: RawLimits,
+    /// The CORS policy of every route that does not override it.
+    pub cors: Option<RawCors>,
     /// Read one by one, like routes.
     pub issuers: Option<BTreeMap<String, serde_yaml::Value>>,
     pub routes: Option<Vec<serde_yaml::Value>>,
@@ -94,6 +96,51 @@ pub(crate) struct RawRoute {
     pub preserve_host: bool,
     pub timeout: Option<Dur>,
     pub max_body: Option<Size>,
+    pub cors: Option<RawRouteCors>,
+}
+
+/// A CORS policy, or the fields of one that a route overrides.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCors {
+    pub allowed_origins: Option<Vec<String>>,
+    pub allowed_methods: Option<Vec<String>>,
+    pub allowed_headers: Option<Vec<String>>,
+    pub expose_headers: Option<Vec<String>>,
+    pub allow_credentials: Option<bool>,
+    pub max_age: Option<Dur>,
+    pub allow_private_network: Option<bool>,
+}
+
+/// A route's `cors:`: `false` turns CORS off there; a map overrides fields of the top level.
+#[derive(Debug)]
+pub(crate) enum RawRouteCors {
+    Off,
+    Override(RawCors),
+}
+
+impl<'de> Deserialize<'de> for RawRouteCors {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawRouteCors;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`false`, or a map of CORS fields overriding the top-level `cors:`")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawRouteCors, E> {
+                if v {
+                    Err(E::custom("`cors: true` says nothing: leave it out to use the top-level `cors:`, or give a map"))
+                } else {
+                    Ok(RawRouteCors::Off)
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawRouteCors, A::Error> {
+                RawCors::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawRouteCors::Override)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,6 +4,7 @@ mod auth;
 mod builtins;
 mod cli;
 mod config;
+mod cors;
 mod failures;
 mod proxy;
 mod routing;
