@@ -1,6 +1,7 @@
 //! Integration tests: one binary, a module per area, everything over real sockets.
 
 mod auth;
+mod browser;
 mod builtins;
 mod cli;
 mod config;
