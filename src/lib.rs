@@ -14,4 +14,5 @@ pub mod pipeline;
 pub mod proxy;
 pub mod route;
 pub mod server;
+mod tls;
 pub mod upstream;

@@ -231,15 +231,12 @@ fn compile_issuer(
     if max_token_size < 512 {
         problems.at(&field("max_token_size"), "must be at least 512 bytes");
     }
-    let claims_to_headers = header_map(
-        &field("claims_to_headers"),
+    let (claims_to_headers, claims_header) = claim_headers(
+        &field(""),
         &raw.claims_to_headers,
+        raw.claims_header.as_deref(),
         problems,
     );
-    let claims_header = raw
-        .claims_header
-        .as_deref()
-        .and_then(|h| header_name(&field("claims_header"), h, problems));
 
     targets
         .into_iter()
@@ -382,6 +379,18 @@ fn header_map(
     out
 }
 
+/// `claims_to_headers` and `claims_header` under `prefix` (which ends with `.`).
+fn claim_headers(
+    prefix: &str,
+    map: &BTreeMap<String, String>,
+    whole: Option<&str>,
+    problems: &mut Problems<'_>,
+) -> (Vec<(String, HeaderName)>, Option<HeaderName>) {
+    let mapped = header_map(&format!("{prefix}claims_to_headers"), map, problems);
+    let whole = whole.and_then(|h| header_name(&format!("{prefix}claims_header"), h, problems));
+    (mapped, whole)
+}
+
 /// A header name as identity-header stripping compares it: lower case, `_` as `-`.
 pub(super) fn normalize(h: &HeaderName) -> String {
     h.as_str().replace('_', "-")
@@ -449,15 +458,12 @@ pub(super) fn compile_route_auth(
         }
         claims.push((name, values));
     }
-    let claims_to_headers = header_map(
-        &field("claims_to_headers"),
+    let (claims_to_headers, claims_header) = claim_headers(
+        &field(""),
         &raw.claims_to_headers,
+        raw.claims_header.as_deref(),
         problems,
     );
-    let claims_header = raw
-        .claims_header
-        .as_deref()
-        .and_then(|h| header_name(&field("claims_header"), h, problems));
     let sources = match raw.token {
         None => TokenSources::default(),
         Some(t) => {

@@ -75,6 +75,16 @@ async fn send(req: reqwest::RequestBuilder) -> Answer {
     }
 }
 
+/// `n` requests to `/api` with `token`, all at once; their statuses.
+async fn concurrent_gets(gw: &Gateway, token: &str, n: usize) -> Vec<u16> {
+    let c = support::client();
+    let requests = (0..n).map(|_| {
+        let req = c.get(gw.url("/api")).bearer_auth(token);
+        async move { req.send().await.unwrap().status().as_u16() }
+    });
+    futures_util::future::join_all(requests).await
+}
+
 fn assert_refused(a: &Answer, code: &str) {
     assert_eq!(a.status, 401, "{:?}", a.json);
     assert_eq!(a.code(), code, "{:?}", a.json);
@@ -421,22 +431,7 @@ async fn client_identity_headers_are_dropped_on_every_route() {
 async fn many_requests_share_one_jwks_fetch() {
     let (issuer, gw) = start("", "{ issuers: [cryptr] }").await;
     let token = issuer.token(&issuer.claims("acme"));
-    let c = support::client();
-    let requests = (0..100).map(|_| {
-        let c = c.clone();
-        let url = gw.url("/api");
-        let token = token.clone();
-        async move {
-            c.get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    });
-    let statuses = futures_util::future::join_all(requests).await;
+    let statuses = concurrent_gets(&gw, &token, 100).await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     assert_eq!(issuer.fetches(), 1, "{:?}", issuer.requested_paths());
     assert_eq!(issuer.requested_paths(), ["/t/acme/.well-known"]);
@@ -451,22 +446,7 @@ async fn rotation_is_picked_up_by_the_new_kid() {
     issuer.publish(&[SigningKey::rsa_a(), SigningKey::rsa_b()]);
     let new = issuer.token_with(&SigningKey::rsa_b(), &issuer.claims("acme"));
     // 50 at once with the new kid: they share the refetch.
-    let c = support::client();
-    let requests = (0..50).map(|_| {
-        let c = c.clone();
-        let url = gw.url("/api");
-        let token = new.clone();
-        async move {
-            c.get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    });
-    let statuses = futures_util::future::join_all(requests).await;
+    let statuses = concurrent_gets(&gw, &new, 50).await;
     assert!(
         statuses.iter().filter(|s| **s == 200).count() >= 49,
         "{statuses:?}"
