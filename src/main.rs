@@ -1,12 +1,15 @@
 //! The command line: a thin layer over the library.
 #![forbid(unsafe_code)]
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use cryptr_gateway::config;
+use cryptr_gateway::demo::{Demo, DemoOptions};
 use cryptr_gateway::logging::{self, LogFormat};
+use cryptr_gateway::mint::{self, SigningKey, TokenSpec};
 use cryptr_gateway::server::{self, Server};
 
 #[derive(Parser)]
@@ -14,7 +17,7 @@ use cryptr_gateway::server::{self, Server};
     name = "cryptr-gateway",
     version,
     about = "A reverse proxy that lets a request through only with a valid Cryptr access token",
-    after_help = "Examples:\n  cryptr-gateway run -c gateway.yaml\n  cryptr-gateway check -c gateway.yaml"
+    after_help = "Examples:\n  cryptr-gateway demo\n  cryptr-gateway run -c gateway.yaml\n  cryptr-gateway check -c gateway.yaml"
 )]
 struct Cli {
     /// Log output: `pretty` for people, `json` for log collectors. Level from RUST_LOG.
@@ -35,6 +38,84 @@ enum Command {
     /// line, column and field, and exit 1.
     #[command(after_help = "Example:\n  cryptr-gateway check -c gateway.yaml && echo ok")]
     Check(ConfigArg),
+    /// Run the whole story locally without a Cryptr account: an embedded dev issuer, the
+    /// protected course list, and a page on another origin that signs in and calls it.
+    #[command(
+        after_help = "Example:\n  cryptr-gateway demo\n  cryptr-gateway demo --listen 127.0.0.1:9000 --app-listen 127.0.0.1:9080"
+    )]
+    Demo(DemoArgs),
+    /// Mint a token signed by a local key (for a `jwks_file:` issuer), printed alone.
+    #[command(
+        after_help = "Example:\n  cryptr-gateway keygen --out dev-key.pem --jwks > dev-jwks.json\n  TOKEN=$(cryptr-gateway token --key dev-key.pem --iss https://auth.cryptr.eu/t/acme --aud http://localhost:8080 --tenant acme --scope openid,email)"
+    )]
+    Token(TokenArgs),
+    /// Write a new private key (PKCS#8 PEM, mode 600), and with --jwks print its public JWKS.
+    #[command(
+        after_help = "Example:\n  cryptr-gateway keygen --out dev-key.pem --jwks > dev-jwks.json\n  cryptr-gateway keygen --key dev-key.pem --jwks"
+    )]
+    Keygen(KeygenArgs),
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Where the gateway listens (the Cryptr Vue sample calls its API on :8000).
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    listen: SocketAddr,
+    /// Where the demo page listens (the Vue sample's own port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    app_listen: SocketAddr,
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// PEM private key (RSA signs RS256, P-256 signs ES256), as `keygen` writes.
+    #[arg(long)]
+    key: PathBuf,
+    /// Issuer: for Cryptr, `<base_url>/t/<tenant>`.
+    #[arg(long)]
+    iss: String,
+    /// Audience: for Cryptr, the front-end app's URL.
+    #[arg(long, default_value = "http://localhost:8080")]
+    aud: String,
+    /// Subject (default: a random UUID).
+    #[arg(long)]
+    sub: Option<String>,
+    #[arg(long)]
+    email: Option<String>,
+    /// Tenant, as the `tnt` claim.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Scopes, comma-separated or repeated, as the `scp` claim.
+    #[arg(long, value_delimiter = ',')]
+    scope: Vec<String>,
+    /// Any other claim, `name=value` (a JSON value, or else a string); repeatable.
+    #[arg(long, value_name = "NAME=VALUE")]
+    claim: Vec<String>,
+    /// Lifetime, such as `1h` or `15m`.
+    #[arg(long, default_value = "1h")]
+    ttl: humantime::Duration,
+    /// Key id in the header (default: derived from the key, as `keygen --jwks` publishes it).
+    #[arg(long)]
+    kid: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct KeygenArgs {
+    /// Where to write the new key (never over an existing file).
+    #[arg(long, required_unless_present = "key")]
+    out: Option<PathBuf>,
+    /// Use this existing key instead of making one (with --jwks).
+    #[arg(long, conflicts_with = "out")]
+    key: Option<PathBuf>,
+    /// RS256 (RSA 2048) or ES256 (P-256).
+    #[arg(long, default_value = "RS256")]
+    alg: String,
+    /// Key id to publish (default: derived from the key).
+    #[arg(long)]
+    kid: Option<String>,
+    /// Print the public JWKS for a `jwks_file:` issuer on stdout.
+    #[arg(long)]
+    jwks: bool,
 }
 
 #[derive(clap::Args)]
@@ -50,7 +131,137 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => check(&args.config),
         Command::Run(args) => run(&args.config),
+        Command::Demo(args) => demo(&args),
+        Command::Token(args) => report(token(&args)),
+        Command::Keygen(args) => report(keygen(&args)),
     }
+}
+
+/// Prints a command's error in one line; exit 1.
+fn report(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn demo(args: &DemoArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let options = DemoOptions {
+            listen: args.listen,
+            app_listen: args.app_listen,
+        };
+        let demo = match Demo::start(options).await {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        print!("{}", demo.banner());
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        demo.serve(server::shutdown_signal()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+fn token(args: &TokenArgs) -> Result<(), String> {
+    let pem =
+        std::fs::read(&args.key).map_err(|e| format!("cannot read {}: {e}", args.key.display()))?;
+    let key = SigningKey::from_pem(&pem, args.kid.as_deref())
+        .map_err(|e| format!("{}: {e}", args.key.display()))?;
+    let mut claims = Vec::new();
+    for c in &args.claim {
+        let (name, value) = c
+            .split_once('=')
+            .ok_or_else(|| format!("--claim `{c}`: expected NAME=VALUE"))?;
+        let value = serde_json::from_str(value)
+            .unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
+        claims.push((name.to_string(), value));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let spec = TokenSpec {
+        iss: args.iss.clone(),
+        aud: args.aud.clone(),
+        sub: args.sub.clone().unwrap_or_else(mint::uuid),
+        email: args.email.clone(),
+        tenant: args.tenant.clone(),
+        scopes: args
+            .scope
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        claims,
+        ttl_secs: args.ttl.as_secs(),
+        now,
+    };
+    println!("{}", key.sign(&args.iss, &spec.claims())?);
+    Ok(())
+}
+
+fn keygen(args: &KeygenArgs) -> Result<(), String> {
+    let key = match (&args.key, &args.out) {
+        (Some(path), _) => {
+            let pem =
+                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            SigningKey::from_pem(&pem, args.kid.as_deref())
+                .map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        (None, Some(out)) => {
+            let alg = match args.alg.to_ascii_uppercase().as_str() {
+                "RS256" => jsonwebtoken::Algorithm::RS256,
+                "ES256" => jsonwebtoken::Algorithm::ES256,
+                other => return Err(format!("--alg {other}: expected RS256 or ES256")),
+            };
+            let (mut key, pem) = SigningKey::generate(alg)?;
+            if let Some(kid) = &args.kid {
+                key.kid = kid.clone();
+            }
+            write_private(out, pem.as_bytes())?;
+            eprintln!("wrote {} ({:?}, kid {})", out.display(), key.alg, key.kid);
+            key
+        }
+        (None, None) => {
+            return Err("give --out FILE to make a key, or --key FILE to read one".into())
+        }
+    };
+    if args.jwks {
+        let jwks = key.jwks()?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&jwks).map_err(|e| e.to_string())?
+        );
+    }
+    Ok(())
+}
+
+/// Creates `path` for a private key: never over an existing file, readable by its owner only.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    std::io::Write::write_all(&mut file, bytes)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 fn check(path: &std::path::Path) -> ExitCode {

@@ -77,8 +77,8 @@ async fn page_server() -> (Upstream, Arc<Mutex<String>>) {
     (server, html)
 }
 
-/// Loads `url` in headless Chromium and returns what the page wrote into `#result`.
-fn visit(chromium: &PathBuf, url: &str) -> Value {
+/// Loads `url` in headless Chromium, lets its scripts run, and returns the DOM.
+fn dump_dom(chromium: &PathBuf, url: &str) -> String {
     let profile = std::env::temp_dir().join(format!(
         "cryptr-gateway-chromium-{}-{}",
         std::process::id(),
@@ -102,18 +102,24 @@ fn visit(chromium: &PathBuf, url: &str) -> Value {
         .output()
         .expect("start chromium");
     let _ = std::fs::remove_dir_all(&profile);
-    let dom = String::from_utf8_lossy(&out.stdout);
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        dom.contains("</html>"),
+        "chromium printed no page: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dom
+}
+
+/// Loads `url` in headless Chromium and returns what the page wrote into `#result`.
+fn visit(chromium: &PathBuf, url: &str) -> Value {
+    let dom = dump_dom(chromium, url);
     let start = dom
         .find("<pre id=\"result\">")
         .map(|i| i + "<pre id=\"result\">".len());
     let text = start
         .and_then(|s| dom[s..].find("</pre>").map(|e| &dom[s..s + e]))
-        .unwrap_or_else(|| {
-            panic!(
-                "no result in the page:\n{dom}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
+        .unwrap_or_else(|| panic!("no result in the page:\n{dom}"));
     let text = text
         .replace("&quot;", "\"")
         .replace("&lt;", "<")
@@ -178,4 +184,44 @@ routes:
     // The browser, not the gateway, blocks it: fetch rejects with a TypeError.
     assert_eq!(seen["with_token"]["error"], "TypeError", "{seen}");
     assert_eq!(seen["without_token"]["error"], "TypeError", "{seen}");
+}
+
+/// The demo's own page (the part of the Cryptr Vue sample), signed out then signed in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_page_shows_the_401_then_the_courses_once_signed_in() {
+    let Some(chromium) = chromium() else { return };
+    let demo = cryptr_gateway::demo::Demo::start(cryptr_gateway::demo::DemoOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        app_listen: "127.0.0.1:0".parse().unwrap(),
+    })
+    .await
+    .unwrap();
+    let app = format!("http://127.0.0.1:{}/", demo.app.port());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(demo.serve(async {
+        let _ = rx.await;
+    }));
+    let signed_out = tokio::task::spawn_blocking({
+        let (chromium, url) = (chromium.clone(), app.clone());
+        move || dump_dom(&chromium, &url)
+    })
+    .await
+    .unwrap();
+    assert!(signed_out.contains("data-status=\"401\""), "{signed_out}");
+    assert!(
+        signed_out.contains("data-code=\"authorization_header_missing\""),
+        "{signed_out}"
+    );
+    let signed_in =
+        tokio::task::spawn_blocking(move || dump_dom(&chromium, &format!("{app}?signed_in")))
+            .await
+            .unwrap();
+    assert!(signed_in.contains("data-status=\"200\""), "{signed_in}");
+    assert!(
+        signed_in.contains("<h2 class=\"title\">learn git</h2>"),
+        "{signed_in}"
+    );
+    assert!(signed_in.contains("max@example.com"), "{signed_in}");
+    let _ = tx.send(());
+    let _ = serving.await;
 }

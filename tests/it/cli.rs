@@ -148,8 +148,9 @@ fn run_serves_then_exits_0_on_sigterm() {
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
+        .map(crate::support::KillOnDrop)
         .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
     let addr = loop {
         let line = lines
             .next()
@@ -165,13 +166,13 @@ fn run_serves_then_exits_0_on_sigterm() {
     let res = reqwest::blocking_get(&format!("http://{addr}/api/v1/courses"));
     assert_eq!(res, 200);
     let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.0.try_wait().unwrap() {
             break status;
         }
         assert!(

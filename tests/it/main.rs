@@ -6,6 +6,8 @@ mod builtins;
 mod cli;
 mod config;
 mod cors;
+mod demo;
+mod docker;
 mod failures;
 mod proxy;
 mod routing;
