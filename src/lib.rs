@@ -8,6 +8,7 @@ pub mod config;
 pub mod cors;
 pub mod demo;
 pub mod error;
+pub mod explain;
 mod headers;
 pub mod logging;
 pub mod mint;

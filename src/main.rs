@@ -49,6 +49,12 @@ enum Command {
         after_help = "Example:\n  cryptr-gateway keygen --out dev-key.pem --jwks > dev-jwks.json\n  TOKEN=$(cryptr-gateway token --key dev-key.pem --iss https://auth.cryptr.eu/t/acme --aud http://localhost:8080 --tenant acme --scope openid,email)"
     )]
     Token(TokenArgs),
+    /// Say, step by step, what the gateway would decide for a request and why (route, CORS,
+    /// each token check, the headers the upstream would get); exit 0 when it would pass.
+    #[command(
+        after_help = "Example:\n  cryptr-gateway explain -c gateway.yaml --token \"$TOKEN\" GET /api/v1/courses\n  echo \"$TOKEN\" | cryptr-gateway explain --token - --origin http://localhost:8080 --at 2024-01-01T00:00:00Z GET /api/v1/courses"
+    )]
+    Explain(ExplainArgs),
     /// Write a new private key (PKCS#8 PEM, mode 600), and with --jwks print its public JWKS.
     #[command(
         after_help = "Example:\n  cryptr-gateway keygen --out dev-key.pem --jwks > dev-jwks.json\n  cryptr-gateway keygen --key dev-key.pem --jwks"
@@ -100,6 +106,35 @@ struct TokenArgs {
 }
 
 #[derive(clap::Args)]
+struct ExplainArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The access token (`-` reads it from standard input); sent as `Authorization: Bearer`.
+    #[arg(long)]
+    token: Option<String>,
+    /// The request's Origin (for the CORS verdict).
+    #[arg(long)]
+    origin: Option<String>,
+    /// The Host the request is addressed to.
+    #[arg(long)]
+    host: Option<String>,
+    /// Another request header, `Name: value`; repeatable.
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// Judge the time claims as of this moment (RFC 3339, or Unix seconds), to replay a token
+    /// from a log.
+    #[arg(long)]
+    at: Option<String>,
+    /// Check signatures with this JWKS file instead of fetching the issuer's.
+    #[arg(long)]
+    jwks: Option<PathBuf>,
+    /// The request method.
+    method: String,
+    /// The request path, with its query if any.
+    target: String,
+}
+
+#[derive(clap::Args)]
 struct KeygenArgs {
     /// Where to write the new key (never over an existing file).
     #[arg(long, required_unless_present = "key")]
@@ -133,6 +168,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(&args.config),
         Command::Demo(args) => demo(&args),
         Command::Token(args) => report(token(&args)),
+        Command::Explain(args) => explain(&args),
         Command::Keygen(args) => report(keygen(&args)),
     }
 }
@@ -176,6 +212,117 @@ fn demo(args: &DemoArgs) -> ExitCode {
         demo.serve(server::shutdown_signal()).await;
         ExitCode::SUCCESS
     })
+}
+
+fn explain(args: &ExplainArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let plan = match config::load_file(&args.config.config) {
+            Ok(plan) => plan,
+            Err(errors) => {
+                eprintln!("{errors}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let (request, check) = match explain_request(args, plan.auth.clock.now()) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let explanation = cryptr_gateway::explain::explain(&plan, &request, &check).await;
+        print!("{}", explanation.render());
+        if explanation.pass {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    })
+}
+
+fn explain_request(
+    args: &ExplainArgs,
+    now: u64,
+) -> Result<
+    (
+        cryptr_gateway::explain::Request,
+        cryptr_gateway::auth::Check,
+    ),
+    String,
+> {
+    use http::{HeaderName, HeaderValue};
+    let mut headers = http::HeaderMap::new();
+    let mut add = |name: &str, value: &str| -> Result<(), String> {
+        let n = HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| format!("`{name}` is not a header name"))?;
+        let v = HeaderValue::from_str(value.trim())
+            .map_err(|_| format!("`{value}` is not a header value"))?;
+        headers.append(n, v);
+        Ok(())
+    };
+    for h in &args.headers {
+        let (n, v) = h
+            .split_once(':')
+            .ok_or_else(|| format!("--header `{h}`: expected `Name: value`"))?;
+        add(n, v)?;
+    }
+    if let Some(origin) = &args.origin {
+        add("origin", origin)?;
+    }
+    if let Some(host) = &args.host {
+        add("host", host)?;
+    }
+    if let Some(token) = &args.token {
+        let token = if token == "-" {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                .map_err(|e| format!("cannot read the token from stdin: {e}"))?;
+            s.trim().to_string()
+        } else {
+            token.clone()
+        };
+        add("authorization", &format!("Bearer {token}"))?;
+    }
+    let method = http::Method::from_bytes(args.method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| format!("`{}` is not an HTTP method", args.method))?;
+    let now = match &args.at {
+        None => now,
+        Some(at) => match at.parse::<u64>() {
+            Ok(secs) => secs,
+            Err(_) => humantime::parse_rfc3339_weak(at)
+                .map_err(|e| format!("--at `{at}`: expected RFC 3339 (2024-01-01T00:00:00Z) or Unix seconds: {e}"))?
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        },
+    };
+    let keys = match &args.jwks {
+        None => None,
+        Some(path) => {
+            let bytes =
+                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let (set, _) = cryptr_gateway::auth::keys::parse_jwks(&bytes)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            Some(std::sync::Arc::new(set))
+        }
+    };
+    Ok((
+        cryptr_gateway::explain::Request {
+            method,
+            target: args.target.clone(),
+            headers,
+        },
+        cryptr_gateway::auth::Check { now, keys },
+    ))
 }
 
 fn token(args: &TokenArgs) -> Result<(), String> {

@@ -153,25 +153,8 @@ fn rewrite_identity(parts: &mut Parts, plan: &Plan, route: &Route, identity: Opt
     let Some(identity) = identity else {
         return;
     };
-    let mappings = identity
-        .issuer
-        .claims_to_headers
-        .iter()
-        .chain(&rules.claims_to_headers);
-    for (claim, header) in mappings {
-        // An absent claim (or one that cannot be a header value) sets no header at all.
-        if let Some(value) = auth::claim(&identity.claims, claim).and_then(auth::header_value) {
-            parts.headers.insert(header.clone(), value);
-        }
-    }
-    if let Some(header) = rules
-        .claims_header
-        .as_ref()
-        .or(identity.issuer.claims_header.as_ref())
-    {
-        if let Ok(value) = HeaderValue::from_str(&identity.payload_b64) {
-            parts.headers.insert(header.clone(), value);
-        }
+    for (header, value) in rules.injected_headers(identity) {
+        parts.headers.insert(header, value);
     }
 }
 

@@ -20,6 +20,7 @@ pub use claims::{claim, header_value, scopes};
 pub use jwks::{IssuerKeys, JwksSettings, KeyCache, KeySource};
 pub use token::TokenSources;
 pub(crate) use verify::authenticate;
+pub use verify::{verify, Check, Notes};
 
 /// One accepted token issuer (a Cryptr tenant, or a generic OIDC issuer), compiled.
 #[derive(Debug)]
@@ -68,6 +69,36 @@ pub struct RouteAuth {
     pub sources: TokenSources,
     /// The largest `max_token_size` of the route's issuers: checked before the issuer is known.
     pub max_token_size: usize,
+}
+
+impl RouteAuth {
+    /// The headers a verified caller's request gets: the issuer's claim mapping, then the
+    /// route's (which wins for a header both set), then the whole payload if asked. A claim
+    /// that is absent, or cannot be a header value, sets no header.
+    pub fn injected_headers(&self, identity: &Identity) -> Vec<(HeaderName, http::HeaderValue)> {
+        let mut out: Vec<(HeaderName, http::HeaderValue)> = Vec::new();
+        let mappings = identity
+            .issuer
+            .claims_to_headers
+            .iter()
+            .chain(&self.claims_to_headers);
+        for (name, header) in mappings {
+            if let Some(value) = claim(&identity.claims, name).and_then(header_value) {
+                out.retain(|(h, _)| h != header);
+                out.push((header.clone(), value));
+            }
+        }
+        let whole = self
+            .claims_header
+            .as_ref()
+            .or(identity.issuer.claims_header.as_ref());
+        if let Some(header) = whole {
+            if let Ok(value) = http::HeaderValue::from_str(&identity.payload_b64) {
+                out.push((header.clone(), value));
+            }
+        }
+        out
+    }
 }
 
 /// Who the caller is, once the token is verified.

@@ -9,6 +9,7 @@ use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
 use super::claims::{claim, scopes};
+use super::keys::KeySet;
 use super::token::{self, Parsed};
 use super::{AuthCode, AuthFailure, AuthPlan, Identity, Issuer, RouteAuth, ScopeRule};
 use crate::error::GatewayError;
@@ -21,8 +22,54 @@ pub(crate) async fn authenticate(
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<Option<Identity>, GatewayError> {
+    let check = Check {
+        now: plan.clock.now(),
+        keys: None,
+    };
+    verify(plan, route, headers, query, &check, &mut Notes::none()).await
+}
+
+/// How `explain` bends a check: another moment, another key set.
+pub struct Check {
+    /// Unix seconds the time claims are judged at.
+    pub now: u64,
+    /// Keys to use instead of the issuer's (fetched) ones.
+    pub keys: Option<Arc<KeySet>>,
+}
+
+/// Where `explain` hears each step; on the request path, nobody (nothing is even formatted).
+pub struct Notes<'a>(Option<&'a mut (dyn FnMut(&'static str, String) + Send)>);
+
+impl<'a> Notes<'a> {
+    pub fn none() -> Notes<'static> {
+        Notes(None)
+    }
+
+    pub fn to(sink: &'a mut (dyn FnMut(&'static str, String) + Send)) -> Notes<'a> {
+        Notes(Some(sink))
+    }
+
+    fn note(&mut self, label: &'static str, detail: impl FnOnce() -> String) {
+        if let Some(sink) = &mut self.0 {
+            sink(label, detail());
+        }
+    }
+}
+
+/// The whole verification, in its one order, telling `notes` what it sees.
+pub async fn verify(
+    plan: &AuthPlan,
+    route: &RouteAuth,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    check: &Check,
+    notes: &mut Notes<'_>,
+) -> Result<Option<Identity>, GatewayError> {
     let Some(raw) = token::extract(headers, query, &route.sources)? else {
         if route.optional {
+            notes.note("token", || {
+                "none, and the route's auth is optional: anonymous".into()
+            });
             return Ok(None);
         }
         return Err(AuthFailure::new(
@@ -31,12 +78,25 @@ pub(crate) async fn authenticate(
         )
         .into());
     };
+    notes.note("token", || format!("{} bytes", raw.len()));
     let parsed = token::parse(&raw, route.max_token_size)?;
+    notes.note("header", || {
+        format!(
+            "alg {}, kid {}, iss {}",
+            parsed.header.alg,
+            parsed.header.kid.as_deref().unwrap_or("(none)"),
+            parsed.header.iss.as_deref().unwrap_or("(none)")
+        )
+    });
     let issuer = pick_issuer(route, &parsed)?;
+    notes.note("issuer", || {
+        format!("{} (issuers.{}): accepted here", issuer.iss, issuer.name)
+    });
     if raw.len() > issuer.max_token_size {
         return Err(AuthFailure::invalid_token("the token is larger than accepted").into());
     }
     let alg = algorithm(issuer, &parsed)?;
+    notes.note("algorithm", || format!("{alg:?}: allowed by the issuer"));
     let kid = parsed
         .header
         .kid
@@ -44,17 +104,23 @@ pub(crate) async fn authenticate(
         .filter(|k| !k.is_empty())
         .ok_or_else(|| AuthFailure::invalid_header("the token's header names no key (kid)"))?;
 
-    let keys = plan.cache.keys_for(&issuer.keys, kid).await.map_err(|e| {
-        GatewayError::JwksUnavailable {
-            retry_after: e.retry_after,
-        }
-    })?;
+    let keys = match &check.keys {
+        Some(keys) => keys.clone(),
+        None => plan.cache.keys_for(&issuer.keys, kid).await.map_err(|e| {
+            GatewayError::JwksUnavailable {
+                retry_after: e.retry_after,
+            }
+        })?,
+    };
     let key = keys.get(kid).ok_or_else(|| {
         AuthFailure::new(
             AuthCode::NoRsaKey,
             "the token's key (kid) is not among the issuer's keys",
         )
     })?;
+    notes.note("key", || {
+        format!("{kid}: found ({:?}, alg {:?})", key.kind, key.alg)
+    });
     if !key.accepts(alg) {
         return Err(
             AuthFailure::invalid_token("the token's algorithm does not fit its key").into(),
@@ -70,15 +136,64 @@ pub(crate) async fn authenticate(
     if !valid {
         return Err(AuthFailure::invalid_token("the token's signature does not verify").into());
     }
+    notes.note("signature", || "verified".into());
 
-    let sub = check_claims(issuer, &parsed.claims, plan.clock.now())?;
+    notes.note("claims", || describe_claims(&parsed.claims, check.now));
+    let sub = check_claims(issuer, &parsed.claims, check.now)?;
+    notes.note("claims check", || {
+        format!(
+            "passed (aud {:?}, client_ids {:?})",
+            issuer.audiences, issuer.client_ids
+        )
+    });
     authorize(route, &parsed.claims)?;
+    notes.note("route rules", || {
+        format!(
+            "passed (scopes held: {}; rule: {:?}; claim rules: {})",
+            scopes(&parsed.claims).join(" "),
+            route.scopes,
+            route.claims.len()
+        )
+    });
     Ok(Some(Identity {
         issuer: issuer.clone(),
         sub,
         payload_b64: parsed.payload_b64.to_string(),
         claims: parsed.claims,
     }))
+}
+
+/// The registered claims, in words and with times, for `explain`.
+fn describe_claims(claims: &Map<String, Value>, now: u64) -> String {
+    let time = |name: &str| match number(claims, name) {
+        Ok(Some(t)) => {
+            let at = humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(t),
+            );
+            let when = if t <= now { "past" } else { "future" };
+            format!("{name} {at} ({when})")
+        }
+        Ok(None) => format!("{name} (none)"),
+        Err(_) => format!("{name} (not a time)"),
+    };
+    let text =
+        |name: &str| claim(claims, name).map_or_else(|| "(none)".to_string(), Value::to_string);
+    format!(
+        "judged at {}: {}, {}, {}; iss {}, aud {}, sub {}, cid {}, tnt {}, jtt {}, ver {}",
+        humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(now)
+        ),
+        time("exp"),
+        time("nbf"),
+        time("iat"),
+        text("iss"),
+        text("aud"),
+        text("sub"),
+        text("cid"),
+        text("tnt"),
+        text("jtt"),
+        text("ver"),
+    )
 }
 
 /// The issuer named by the (still unverified) token, among the route's: payload `iss`, or for

@@ -8,6 +8,7 @@ mod config;
 mod cors;
 mod demo;
 mod docker;
+mod explain;
 mod failures;
 mod proxy;
 mod routing;
