@@ -53,6 +53,16 @@ impl Server {
     /// up to the drain timeout to finish.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let Server { listener, plan } = self;
+        if let Some(dev) = &plan.dev_issuer {
+            match dev.serve() {
+                Ok(()) => tracing::warn!(
+                    issuer = %dev.iss(),
+                    token = %format!("curl -X POST {}/token", dev.base_url()),
+                    "dev_issuer: true: the embedded dev issuer is active (loopback only); never use it in production"
+                ),
+                Err(e) => tracing::error!(error = %e, "the dev issuer could not start"),
+            }
+        }
         // Issuers' keys are fetched (and kept fresh) from the start, not on the first request.
         let _refreshers = plan.auth.start_refreshers();
         let builder = connection_builder(&plan);

@@ -492,3 +492,42 @@ pub(super) fn compile_route_auth(
         max_token_size,
     })))
 }
+
+/// `dev_issuer: true`: the embedded dev issuer, accepted by routes as issuer `dev`.
+pub(super) fn dev_issuer(
+    issuers: &mut Issuers,
+    problems: &mut Problems<'_>,
+) -> Option<Arc<crate::demo::DevIssuer>> {
+    if issuers.contains_key("dev") {
+        problems.at("issuers.dev", "the name `dev` belongs to the dev issuer that `dev_issuer: true` starts; rename this one");
+        return None;
+    }
+    let audience = "http://localhost:8080";
+    let dev = match crate::demo::DevIssuer::bind("dev", audience) {
+        Ok(d) => d,
+        Err(e) => {
+            problems.at("dev_issuer", e);
+            return None;
+        }
+    };
+    let iss = dev.iss();
+    let source = KeySource::Url {
+        url: format!("{iss}{DEFAULT_JWKS_PATH}"),
+        fallback: None,
+    };
+    let issuer = Issuer {
+        name: "dev".into(),
+        keys: Arc::new(IssuerKeys::new(&iss, source, JwksSettings::default())),
+        iss,
+        audiences: vec![audience.into()],
+        client_ids: Vec::new(),
+        algorithms: vec![Algorithm::RS256],
+        leeway: DEFAULT_LEEWAY.as_secs(),
+        required_claims: Vec::new(),
+        max_token_size: DEFAULT_MAX_TOKEN_SIZE as usize,
+        claims_to_headers: Vec::new(),
+        claims_header: None,
+    };
+    issuers.insert("dev".into(), vec![Arc::new(issuer)]);
+    Some(dev)
+}

@@ -267,10 +267,15 @@ pub(super) fn compile(cx: &Context<'_>) -> Result<Plan, Vec<Problem>> {
         },
     };
 
-    let issuers = raw
+    let mut issuers = raw
         .issuers
         .map(|m| auth_config::compile_issuers(m, cx, &mut problems))
         .unwrap_or_default();
+    let dev_issuer = if raw.dev_issuer == Some(true) {
+        auth_config::dev_issuer(&mut issuers, &mut problems)
+    } else {
+        None
+    };
 
     let top_cors = raw.cors;
     let plan_cors = super::cors::compile(top_cors.as_ref(), None, None, &mut problems);
@@ -322,6 +327,7 @@ pub(super) fn compile(cx: &Context<'_>) -> Result<Plan, Vec<Problem>> {
                 limits,
                 routes: routes.into_iter().map(|(_, r)| Arc::new(r)).collect(),
                 cors: plan_cors,
+                dev_issuer,
                 auth: AuthPlan {
                     clock: Clock::system(),
                     cache,

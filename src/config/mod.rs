@@ -32,6 +32,8 @@ pub struct Plan {
     pub routes: Vec<Arc<Route>>,
     /// The top-level CORS policy: decorates answers given before a route is known (404, 400).
     pub cors: Option<Arc<crate::cors::CorsPolicy>>,
+    /// The embedded dev issuer, when the config says `dev_issuer: true`.
+    pub dev_issuer: Option<Arc<crate::demo::DevIssuer>>,
     /// Issuers, their key caches, and the clock tokens are judged by.
     pub auth: crate::auth::AuthPlan,
 }

@@ -21,6 +21,8 @@ pub(crate) struct RawConfig {
     pub limits: RawLimits,
     /// The CORS policy of every route that does not override it.
     pub cors: Option<RawCors>,
+    /// Starts the embedded dev issuer as issuer `dev` (local work only; warned at each start).
+    pub dev_issuer: Option<bool>,
     /// Read one by one, like routes.
     pub issuers: Option<BTreeMap<String, serde_yaml::Value>>,
     pub routes: Option<Vec<serde_yaml::Value>>,

@@ -9,7 +9,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -50,55 +50,123 @@ pub struct Demo {
     server: Server,
 }
 
-/// The issuer, its key, and how to make tokens for the demo user.
-struct DevIssuer {
+/// The embedded dev issuer: plays Cryptr with a fresh RSA key each start. Its listener is on
+/// loopback only, whatever else listens: `GET /t/<tenant>/.well-known` serves its JWKS and
+/// `POST /token` mints a token for the dev user. Active only in `demo`, or with `dev_issuer:
+/// true` in a config (which logs a warning at every start).
+pub struct DevIssuer {
     key: SigningKey,
-    iss: String,
+    jwks: String,
+    tenant: &'static str,
+    base: String,
     audience: String,
+    listener: Mutex<Option<std::net::TcpListener>>,
+}
+
+impl std::fmt::Debug for DevIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevIssuer")
+            .field("iss", &self.iss())
+            .finish_non_exhaustive()
+    }
 }
 
 impl DevIssuer {
-    fn token(&self, email: &str) -> Result<String, String> {
+    /// Makes the key and binds `127.0.0.1:0`; serving starts with [`DevIssuer::serve`].
+    pub fn bind(tenant: &'static str, audience: &str) -> Result<Arc<DevIssuer>, String> {
+        let (key, _) = SigningKey::generate(Algorithm::RS256)?;
+        let jwks = key.jwks()?.to_string();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|e| format!("cannot start the dev issuer: {e}"))?;
+        let base = format!(
+            "http://{}",
+            listener.local_addr().map_err(|e| e.to_string())?
+        );
+        Ok(Arc::new(DevIssuer {
+            key,
+            jwks,
+            tenant,
+            base,
+            audience: audience.to_string(),
+            listener: Mutex::new(Some(listener)),
+        }))
+    }
+
+    /// The issuer identifier, Cryptr-shaped: `http://127.0.0.1:<port>/t/<tenant>`.
+    pub fn iss(&self) -> String {
+        format!("{}/t/{}", self.base, self.tenant)
+    }
+
+    /// The base URL, as a `cryptr.base_url`.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// Starts answering (once; later calls do nothing). Needs a Tokio runtime.
+    pub fn serve(self: &Arc<Self>) -> Result<(), String> {
+        let taken = self
+            .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(listener) = taken else {
+            return Ok(());
+        };
+        let listener = TcpListener::from_std(listener).map_err(|e| format!("dev issuer: {e}"))?;
+        let this = self.clone();
+        spawn_server(listener, move |req| {
+            let this = this.clone();
+            async move {
+                match (req.method(), req.uri().path()) {
+                    (&Method::GET, p) if p == format!("/t/{}/.well-known", this.tenant) => {
+                        json_response(StatusCode::OK, this.jwks.clone())
+                    }
+                    (&Method::POST, "/token") => this.token_response(),
+                    _ => json_response(StatusCode::NOT_FOUND, r#"{"code":"not_found"}"#.into()),
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// A token for the dev user, valid 8 hours.
+    pub fn token(&self, email: &str) -> Result<String, String> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let spec = TokenSpec {
-            iss: self.iss.clone(),
+            iss: self.iss(),
             aud: self.audience.clone(),
             sub: "eba25511-afce-4c8e-8cab-f82822434648".into(),
             email: Some(email.into()),
-            tenant: Some(TENANT.into()),
+            tenant: Some(self.tenant.into()),
             scopes: vec!["openid".into(), "email".into(), "profile".into()],
-            claims: vec![("cid".into(), json!("cryptr-gateway-demo"))],
+            claims: vec![("cid".into(), json!("cryptr-gateway-dev"))],
             ttl_secs: TOKEN_TTL,
             now,
         };
-        self.key.sign(&self.iss, &spec.claims())
+        self.key.sign(&self.iss(), &spec.claims())
+    }
+
+    fn token_response(&self) -> Response<Body> {
+        match self.token("max@example.com") {
+            Ok(token) => json_response(
+                StatusCode::OK,
+                json!({ "access_token": token, "token_type": "Bearer", "expires_in": TOKEN_TTL, "email": "max@example.com" })
+                    .to_string(),
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "dev token minting failed");
+                json_response(StatusCode::INTERNAL_SERVER_ERROR, r#"{"code":"mint_failed"}"#.into())
+            }
+        }
     }
 }
 
 impl Demo {
     /// Binds everything; an address in use is an error naming its flag.
     pub async fn start(opts: DemoOptions) -> Result<Demo, String> {
-        let (key, _) = SigningKey::generate(Algorithm::RS256)?;
-        let jwks = key.jwks()?.to_string();
-        // Loopback only, whatever the other listeners do: nobody else needs these keys.
-        let issuer_listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| format!("cannot start the dev issuer: {e}"))?;
-        let issuer_addr = issuer_listener.local_addr().map_err(|e| e.to_string())?;
-        let base = format!("http://{issuer_addr}");
-        spawn_server(issuer_listener, move |req| {
-            let jwks = jwks.clone();
-            async move {
-                if req.uri().path() == format!("/t/{TENANT}/.well-known") {
-                    json_response(StatusCode::OK, jwks)
-                } else {
-                    json_response(StatusCode::NOT_FOUND, r#"{"code":"not_found"}"#.into())
-                }
-            }
-        });
-
         let app_listener = TcpListener::bind(opts.app_listen)
             .await
             .map_err(|e| format!("cannot listen on {} (--app-listen): {e}", opts.app_listen))?;
@@ -107,7 +175,9 @@ impl Demo {
             tracing::warn!(%app, "the demo app (and its token endpoint) is reachable from the network");
         }
         let audience = format!("http://localhost:{}", app.port());
-        let yaml = demo_config(opts.listen, app.port(), &base, &audience);
+        let issuer = DevIssuer::bind(TENANT, &audience)?;
+        issuer.serve()?;
+        let yaml = demo_config(opts.listen, app.port(), issuer.base_url(), &audience);
         let plan = config::load_str(&yaml, "demo", Path::new("."), &|_| None)
             .map_err(|e| format!("the demo's own config does not compile: {e}"))?;
         let server = Server::bind(plan)
@@ -115,11 +185,6 @@ impl Demo {
             .map_err(|e| format!("cannot listen on {} (--listen): {}", opts.listen, e.source))?;
         let gateway = server.local_addr().map_err(|e| e.to_string())?;
 
-        let issuer = Arc::new(DevIssuer {
-            key,
-            iss: format!("{base}/t/{TENANT}"),
-            audience,
-        });
         let token = issuer.token("max@example.com")?;
         let page = PAGE.replace("__GATEWAY_PORT__", &gateway.port().to_string());
         let minting = issuer.clone();
@@ -131,7 +196,7 @@ impl Demo {
         Ok(Demo {
             gateway,
             app,
-            issuer: format!("{base}/t/{TENANT}"),
+            issuer: issuer.iss(),
             token,
             server,
         })
@@ -206,21 +271,13 @@ fn app_answer(req: &Request<Incoming>, page: &str, issuer: &DevIssuer) -> Respon
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/") => {
             let mut res = Response::new(body::full(page.to_string()));
-            res.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            res.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
             res
         }
-        (&Method::POST, "/demo/token") => match issuer.token("max@example.com") {
-            Ok(token) => json_response(
-                StatusCode::OK,
-                json!({ "access_token": token, "token_type": "Bearer", "expires_in": TOKEN_TTL, "email": "max@example.com" })
-                    .to_string(),
-            ),
-            Err(e) => {
-                tracing::error!(error = %e, "demo token minting failed");
-                json_response(StatusCode::INTERNAL_SERVER_ERROR, r#"{"code":"mint_failed"}"#.into())
-            }
-        },
+        (&Method::POST, "/demo/token") => issuer.token_response(),
         _ => json_response(StatusCode::NOT_FOUND, r#"{"code":"not_found"}"#.into()),
     }
 }

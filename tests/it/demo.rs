@@ -284,3 +284,77 @@ fn keygen_prints_the_jwks_of_an_existing_key() {
         .as_str()
         .is_some_and(|k| !k.is_empty()));
 }
+
+#[tokio::test]
+async fn dev_issuer_true_starts_the_dev_issuer_as_issuer_dev_on_loopback() {
+    let plan = support::plan_with_env(
+        "listen: 127.0.0.1:0
+dev_issuer: true
+routes:
+  - name: api
+    match: { prefix: /api }
+    upstream: builtin:echo
+    auth: { issuers: [dev], claims_to_headers: { email: X-User-Email } }
+",
+        &[],
+    )
+    .unwrap();
+    let dev = plan.dev_issuer.clone().expect("the dev issuer is on");
+    assert!(
+        dev.base_url().starts_with("http://127.0.0.1:"),
+        "not loopback: {}",
+        dev.base_url()
+    );
+    let gw = Gateway::start_plan(plan).await;
+    let c = support::client();
+    let minted: Value = c
+        .post(format!("{}/token", dev.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let res = c
+        .get(gw.url("/api"))
+        .bearer_auth(minted["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let echo: Value = res.json().await.unwrap();
+    assert_eq!(echo["headers"]["x-user-email"][0], "max@example.com");
+}
+
+#[test]
+fn without_dev_issuer_true_there_is_no_issuer_dev() {
+    let errors = support::plan_with_env(
+        "listen: 127.0.0.1:0
+routes:
+  - { name: api, match: { prefix: /api }, upstream: builtin:echo, auth: { issuers: [dev] } }
+",
+        &[],
+    )
+    .unwrap_err()
+    .0;
+    assert!(
+        errors[0].message.contains("no issuer named `dev`"),
+        "{errors:?}"
+    );
+    let errors = support::plan_with_env(
+        "listen: 127.0.0.1:0
+dev_issuer: true
+issuers:
+  dev: { issuer: https://x.example, audiences: [a], jwks_uri: https://x.example/jwks }
+routes:
+  - { name: api, match: { prefix: /api }, upstream: builtin:echo, auth: none }
+",
+        &[],
+    )
+    .unwrap_err()
+    .0;
+    assert!(
+        errors[0].message.contains("belongs to the dev issuer"),
+        "{errors:?}"
+    );
+}
