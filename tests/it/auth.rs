@@ -507,6 +507,33 @@ async fn keys_keep_serving_when_the_jwks_goes_down_or_bad() {
 }
 
 #[tokio::test]
+async fn the_last_good_keys_serve_for_max_stale_and_no_longer() {
+    let (issuer, gw) = start(
+        "    jwks: { ttl: 1s, min_ttl: 1s, max_stale: 3s, timeout: 300ms }",
+        "{ issuers: [cryptr] }",
+    )
+    .await;
+    let token = issuer.token(&issuer.claims("acme"));
+    assert_eq!(get(&gw, "/api", Some(&token)).await.status, 200);
+    issuer.set_mode(Mode::Down);
+    let down_at = Instant::now();
+    // Within max_stale the old keys serve; past it, the gateway says its keys are gone.
+    let mut last = 200;
+    while last == 200 && down_at.elapsed() < Duration::from_secs(15) {
+        last = get(&gw, "/api", Some(&token)).await.status;
+        if last == 200 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let served_for = down_at.elapsed();
+    assert_eq!(last, 503, "stale keys served for {served_for:?}");
+    assert!(
+        served_for >= Duration::from_secs(1),
+        "the last good keys were dropped after {served_for:?}"
+    );
+}
+
+#[tokio::test]
 async fn jwks_unreachable_at_start_is_503_then_recovers() {
     let issuer = TestIssuer::start().await;
     issuer.set_mode(Mode::Slow(Duration::from_secs(30)));

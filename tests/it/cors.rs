@@ -32,6 +32,10 @@ routes:
     match: {{ prefix: /api, methods: [GET, POST] }}
     upstream: {up}
     auth: {{ issuers: [cryptr] }}
+  - name: scoped
+    match: {{ prefix: /scoped }}
+    upstream: builtin:echo
+    auth: {{ issuers: [cryptr], scopes: {{ all: [admin] }} }}
   - name: slow
     match: {{ prefix: /slow }}
     upstream: {slow}
@@ -190,6 +194,7 @@ async fn every_answer_to_an_allowed_origin_is_decorated_errors_included() {
     let cases: Vec<(u16, reqwest::RequestBuilder)> = vec![
         (200, c.get(gw.url("/api")).bearer_auth(&token)),
         (401, c.get(gw.url("/api"))),
+        (403, c.get(gw.url("/scoped")).bearer_auth(&token)),
         (404, c.get(gw.url("/nowhere"))),
         (405, c.delete(gw.url("/api"))),
         (413, c.post(gw.url("/big")).body(vec![b'x'; 4096])),
