@@ -173,6 +173,23 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs `work` on a Tokio runtime: multi-threaded to serve, single-threaded for one-shot
+/// commands (whose upstream clients still want a runtime around them).
+fn with_runtime(multi_thread: bool, work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    match builder.enable_all().build() {
+        Ok(runtime) => runtime.block_on(work),
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Prints a command's error in one line; exit 1.
 fn report(result: Result<(), String>) -> ExitCode {
     match result {
@@ -185,17 +202,7 @@ fn report(result: Result<(), String>) -> ExitCode {
 }
 
 fn demo(args: &DemoArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
+    with_runtime(true, async {
         let options = DemoOptions {
             listen: args.listen,
             app_listen: args.app_listen,
@@ -215,17 +222,7 @@ fn demo(args: &DemoArgs) -> ExitCode {
 }
 
 fn explain(args: &ExplainArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
+    with_runtime(false, async {
         let plan = match config::load_file(&args.config.config) {
             Ok(plan) => plan,
             Err(errors) => {
@@ -412,18 +409,7 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
-    // Upstream clients are built while compiling, and they want a runtime around them.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
+    with_runtime(false, async {
         match config::load_file(path) {
             Ok(plan) => {
                 print!("{}: ok, {}", path.display(), plan.summary());
@@ -439,17 +425,7 @@ fn check(path: &std::path::Path) -> ExitCode {
 }
 
 fn run(path: &std::path::Path) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
+    with_runtime(true, async {
         let plan = match config::load_file(path) {
             Ok(plan) => plan,
             Err(errors) => {
