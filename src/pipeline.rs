@@ -94,7 +94,7 @@ async fn flow(
     trace.sub = identity.as_ref().map(|i| i.sub.clone());
     let body = limit_body(&parts, body, route)?;
     rewrite_request(&mut parts, plan, conn, route, &path, uri.query())?;
-    rewrite_identity(&mut parts, plan, route, identity.as_ref());
+    rewrite_identity(&mut parts, plan, route, identity.as_deref());
     let res = forward(route, Request::from_parts(parts, body)).await?;
     Ok(decorate(res, route))
 }
@@ -120,7 +120,7 @@ async fn authenticate(
     plan: &Plan,
     route: &Route,
     parts: &Parts,
-) -> Result<Option<Identity>, GatewayError> {
+) -> Result<Option<Arc<Identity>>, GatewayError> {
     match &route.auth {
         Auth::None => Ok(None),
         Auth::Token(rules) => {

@@ -45,6 +45,11 @@ impl Server {
         })
     }
 
+    /// The plan it serves (shared, read-only).
+    pub fn plan(&self) -> Arc<Plan> {
+        self.plan.clone()
+    }
+
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
     }

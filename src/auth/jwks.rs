@@ -77,6 +77,9 @@ pub struct IssuerKeys {
     state: Mutex<FetchState>,
     /// Fetches attempted, for tests and metrics.
     fetches: AtomicU64,
+    /// The generation of the latest fetched key set: tokens verified under an older set are
+    /// checked again.
+    generation: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -126,7 +129,14 @@ impl IssuerKeys {
             settings,
             state: Mutex::new(FetchState::default()),
             fetches: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
         }
+    }
+
+    /// Which key set tokens are checked against now (0 for a `jwks_file:` set, which never
+    /// changes while the plan lives).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// JWKS fetches attempted so far.
@@ -171,6 +181,12 @@ impl KeyCache {
             cache: Cache::builder().expire_after(StaleBound).build(),
             http,
         })
+    }
+
+    /// True while the issuer has a key set within `max_stale`: what a remembered token needs
+    /// to keep passing.
+    pub fn has_keys(&self, issuer: &IssuerKeys) -> bool {
+        matches!(issuer.source, KeySource::Static(_)) || self.cache.contains_key(&issuer.issuer)
     }
 
     /// The keys to check a token with `kid` against. A set that lacks the kid may be
@@ -356,6 +372,10 @@ impl KeyCache {
         }
         let s = &issuer.settings;
         let fresh_for = max_age.map_or(s.ttl, |age| age.clamp(s.min_ttl, s.max_ttl));
+        let mut keys = keys;
+        // Numbered before it is cached: a token verified under this set is trusted again only
+        // while the issuer's latest set is this one.
+        keys.generation = issuer.generation.fetch_add(1, Ordering::AcqRel) + 1;
         Ok(Cached {
             keys: Arc::new(keys),
             fetched_at: Instant::now(),

@@ -76,6 +76,8 @@ impl Key {
 #[derive(Debug, Default)]
 pub struct KeySet {
     keys: HashMap<String, Key>,
+    /// Which fetch of its issuer this set came from (0: a `jwks_file:` set).
+    pub generation: u64,
 }
 
 impl KeySet {

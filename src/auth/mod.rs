@@ -1,6 +1,7 @@
 //! Token authentication: which issuers a route accepts, how a token is found and verified,
 //! and what the upstream learns of the caller.
 
+pub mod cache;
 mod claims;
 pub mod jwks;
 pub mod keys;
@@ -106,6 +107,8 @@ impl RouteAuth {
 pub struct Identity {
     pub issuer: Arc<Issuer>,
     pub sub: String,
+    /// The token's `exp` (Unix seconds).
+    pub exp: u64,
     pub claims: Map<String, Value>,
     /// The token's payload as sent (base64url JSON), for `claims_header`.
     pub payload_b64: String,
@@ -148,6 +151,8 @@ pub struct AuthPlan {
     /// Every header any claim mapping names, lower-case with `_` as `-`: removed from every
     /// client request, on every route.
     pub identity_headers: HashSet<String>,
+    /// Verified (and forged) tokens remembered; `None` with `token_cache: false`.
+    pub token_cache: Option<cache::TokenCache>,
 }
 
 impl AuthPlan {

@@ -8,6 +8,7 @@ use http::HeaderMap;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
+use super::cache::TokenCache;
 use super::claims::{claim, scopes};
 use super::keys::KeySet;
 use super::token::{self, Parsed};
@@ -21,7 +22,7 @@ pub(crate) async fn authenticate(
     route: &RouteAuth,
     headers: &HeaderMap,
     query: Option<&str>,
-) -> Result<Option<Identity>, GatewayError> {
+) -> Result<Option<Arc<Identity>>, GatewayError> {
     let check = Check {
         now: plan.clock.now(),
         keys: None,
@@ -33,7 +34,7 @@ pub(crate) async fn authenticate(
 pub struct Check {
     /// Unix seconds the time claims are judged at.
     pub now: u64,
-    /// Keys to use instead of the issuer's (fetched) ones.
+    /// Keys to use instead of the issuer's (fetched) ones; the token cache is then bypassed.
     pub keys: Option<Arc<KeySet>>,
 }
 
@@ -64,7 +65,7 @@ pub async fn verify(
     query: Option<&str>,
     check: &Check,
     notes: &mut Notes<'_>,
-) -> Result<Option<Identity>, GatewayError> {
+) -> Result<Option<Arc<Identity>>, GatewayError> {
     let Some(raw) = token::extract(headers, query, &route.sources)? else {
         if route.optional {
             notes.note("token", || {
@@ -79,6 +80,34 @@ pub async fn verify(
         .into());
     };
     notes.note("token", || format!("{} bytes", raw.len()));
+    if raw.len() > route.max_token_size {
+        return Err(AuthFailure::invalid_token("the token is larger than accepted").into());
+    }
+    // A token seen before: its signature and issuer-level claims were checked then.
+    let cache = plan.token_cache.as_ref().filter(|_| check.keys.is_none());
+    let cache_key = cache.map(|_| TokenCache::key(&raw));
+    if let (Some(cache), Some(key)) = (cache, &cache_key) {
+        if cache.is_known_bad(key) {
+            notes.note("cache", || {
+                "this exact token failed its signature check moments ago".into()
+            });
+            return Err(bad_signature());
+        }
+        if let Some(identity) = cache.get(key, check.now) {
+            let accepted = route
+                .issuers
+                .iter()
+                .any(|i| Arc::ptr_eq(i, &identity.issuer));
+            // Past `max_stale` without keys, remembered tokens stop passing too.
+            if accepted && plan.cache.has_keys(&identity.issuer.keys) {
+                notes.note("cache", || {
+                    "verified before with the issuer's current keys".into()
+                });
+                authorize(route, &identity.claims)?;
+                return Ok(Some(identity));
+            }
+        }
+    }
     let parsed = token::parse(&raw, route.max_token_size)?;
     notes.note("header", || {
         format!(
@@ -134,7 +163,10 @@ pub async fn verify(
     )
     .unwrap_or(false);
     if !valid {
-        return Err(AuthFailure::invalid_token("the token's signature does not verify").into());
+        if let (Some(cache), Some(key)) = (cache, cache_key) {
+            cache.insert_bad(key);
+        }
+        return Err(bad_signature());
     }
     notes.note("signature", || "verified".into());
 
@@ -155,12 +187,21 @@ pub async fn verify(
             route.claims.len()
         )
     });
-    Ok(Some(Identity {
+    let identity = Arc::new(Identity {
         issuer: issuer.clone(),
         sub,
+        exp: number(&parsed.claims, "exp").ok().flatten().unwrap_or(0),
         payload_b64: parsed.payload_b64.to_string(),
         claims: parsed.claims,
-    }))
+    });
+    if let (Some(cache), Some(key)) = (cache, cache_key) {
+        cache.insert(key, identity.clone(), keys.generation, check.now);
+    }
+    Ok(Some(identity))
+}
+
+fn bad_signature() -> GatewayError {
+    AuthFailure::invalid_token("the token's signature does not verify").into()
 }
 
 /// The registered claims, in words and with times, for `explain`.

@@ -14,6 +14,7 @@ use super::auth::{self as auth_config, Issuers};
 use super::locate::Locations;
 use super::raw::{RawConfig, RawCors, RawRoute};
 use super::{Limits, Plan};
+use crate::auth::cache::TokenCache;
 use crate::auth::{AuthPlan, Clock, KeyCache};
 use crate::proxy::{ClientSettings, HttpUpstream};
 use crate::route::{Auth, PathMatch, Route};
@@ -27,6 +28,8 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Memory for remembered verified tokens: some 20,000 Cryptr tokens.
+const TOKEN_CACHE_BYTES: u64 = 64 << 20;
 
 /// The methods a route may name (an extension method is more likely a typo than intended).
 const METHODS: [&str; 9] = [
@@ -277,6 +280,7 @@ pub(super) fn compile(cx: &Context<'_>) -> Result<Plan, Vec<Problem>> {
         None
     };
 
+    let token_cache = raw.token_cache.is_none_or(|t| t.0);
     let top_cors = raw.cors;
     let plan_cors = super::cors::compile(top_cors.as_ref(), None, None, &mut problems);
 
@@ -333,6 +337,7 @@ pub(super) fn compile(cx: &Context<'_>) -> Result<Plan, Vec<Problem>> {
                     cache,
                     issuers: all_issuers,
                     identity_headers,
+                    token_cache: token_cache.then(|| TokenCache::new(TOKEN_CACHE_BYTES)),
                 },
             })
         }

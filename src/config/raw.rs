@@ -23,6 +23,8 @@ pub(crate) struct RawConfig {
     pub cors: Option<RawCors>,
     /// Starts the embedded dev issuer as issuer `dev` (local work only; warned at each start).
     pub dev_issuer: Option<bool>,
+    /// Remembers verified tokens; default on.
+    pub token_cache: Option<Toggle>,
     /// Read one by one, like routes.
     pub issuers: Option<BTreeMap<String, serde_yaml::Value>>,
     pub routes: Option<Vec<serde_yaml::Value>>,
@@ -250,6 +252,33 @@ impl<'de> Deserialize<'de> for RawUpstream {
                     url: m.url,
                     ca_file: m.ca_file,
                 })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `on`/`off`, or `true`/`false`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Toggle(pub bool);
+
+impl<'de> Deserialize<'de> for Toggle {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Toggle;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`on` or `off`")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Toggle, E> {
+                Ok(Toggle(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Toggle, E> {
+                match v {
+                    "on" => Ok(Toggle(true)),
+                    "off" => Ok(Toggle(false)),
+                    other => Err(E::custom(format!("`{other}`: expected `on` or `off`"))),
+                }
             }
         }
         d.deserialize_any(V)

@@ -888,3 +888,87 @@ async fn cache_control_max_age_sets_the_refresh_within_bounds() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(quiet.fetches(), 1);
 }
+
+fn cache_stats(gw: &Gateway) -> cryptr_gateway::auth::cache::CacheStats {
+    gw.plan
+        .auth
+        .token_cache
+        .as_ref()
+        .expect("token cache on")
+        .stats()
+}
+
+#[tokio::test]
+async fn a_token_seen_before_skips_verification_but_not_the_routes_rules() {
+    let issuer = TestIssuer::start().await;
+    let yaml = yaml(&issuer, "", "{ issuers: [cryptr] }").replace(
+        "  - name: public",
+        "  - name: admin\n    match: { prefix: /admin }\n    upstream: builtin:echo\n    auth: { issuers: [cryptr], scopes: { all: [admin] } }\n  - name: public",
+    );
+    let gw = Gateway::start(&yaml).await;
+    let token = issuer.token(&issuer.claims("acme"));
+    for _ in 0..10 {
+        let a = get(&gw, "/api", Some(&token)).await;
+        assert_eq!(a.status, 200);
+        assert_eq!(
+            a.upstream_header("x-user-id"),
+            Some("eba25511-afce-4c8e-8cab-f82822434648")
+        );
+    }
+    let stats = cache_stats(&gw);
+    assert_eq!((stats.hits, stats.misses), (9, 1), "{stats:?}");
+    // The cached token still meets each route's own rules.
+    assert_eq!(get(&gw, "/admin", Some(&token)).await.status, 403);
+}
+
+#[tokio::test]
+async fn a_remembered_token_is_checked_again_when_its_issuers_keys_change() {
+    let (issuer, gw) = start("", "{ issuers: [cryptr] }").await;
+    let old = issuer.token(&issuer.claims("acme"));
+    assert_eq!(get(&gw, "/api", Some(&old)).await.status, 200);
+    assert_eq!(get(&gw, "/api", Some(&old)).await.status, 200);
+    // key-a is withdrawn; a token under key-b makes the gateway fetch the new set.
+    issuer.publish(&[SigningKey::rsa_b()]);
+    let new = issuer.token_with(&SigningKey::rsa_b(), &issuer.claims("acme"));
+    assert_eq!(get(&gw, "/api", Some(&new)).await.status, 200);
+    let a = get(&gw, "/api", Some(&old)).await;
+    assert_refused(&a, "no_rsa_key");
+}
+
+#[tokio::test]
+async fn a_remembered_token_expires_with_its_exp() {
+    let (issuer, gw) = start("    leeway: 0s", "{ issuers: [cryptr] }").await;
+    let claims = edit(issuer.claims("acme"), |c| {
+        c.insert("exp".into(), json!(now() + 2));
+    });
+    let token = issuer.token(&claims);
+    assert_eq!(get(&gw, "/api", Some(&token)).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    assert_refused(&get(&gw, "/api", Some(&token)).await, "token_expired");
+}
+
+#[tokio::test]
+async fn a_flood_of_one_forged_token_costs_one_verification() {
+    let (issuer, gw) = start("", "{ issuers: [cryptr] }").await;
+    let forged = issuer.token_with(
+        &SigningKey::rsa_b().with_kid("key-a"),
+        &issuer.claims("acme"),
+    );
+    for _ in 0..20 {
+        assert_refused(&get(&gw, "/api", Some(&forged)).await, "invalid_token");
+    }
+    assert_eq!(cache_stats(&gw).bad_hits, 19);
+}
+
+#[tokio::test]
+async fn token_cache_off_verifies_every_time() {
+    let issuer = TestIssuer::start().await;
+    let yaml =
+        yaml(&issuer, "", "{ issuers: [cryptr] }").replace("routes:", "token_cache: off\nroutes:");
+    let gw = Gateway::start(&yaml).await;
+    assert!(gw.plan.auth.token_cache.is_none());
+    let token = issuer.token(&issuer.claims("acme"));
+    for _ in 0..3 {
+        assert_eq!(get(&gw, "/api", Some(&token)).await.status, 200);
+    }
+}

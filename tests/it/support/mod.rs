@@ -70,6 +70,8 @@ pub async fn tutorial_gateway() -> (issuer::TestIssuer, Gateway) {
 /// A gateway serving `yaml` (which should say `listen: 127.0.0.1:0`).
 pub struct Gateway {
     pub addr: SocketAddr,
+    /// The plan it serves, to read its counters.
+    pub plan: Arc<Plan>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -82,12 +84,14 @@ impl Gateway {
     pub async fn start_plan(plan: Plan) -> Gateway {
         let server = Server::bind(plan).await.expect("bind the gateway");
         let addr = server.local_addr().expect("local addr");
+        let plan = server.plan();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(async {
             let _ = rx.await;
         }));
         Gateway {
             addr,
+            plan,
             shutdown: Some(tx),
             task: Some(task),
         }
