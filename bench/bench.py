@@ -1,0 +1,442 @@
+"""Runs the benchmark that bench/run.sh prepares. Every server binds 127.0.0.1 on ports of its
+own; targets are measured in interleaved rounds (A B C ... A B C ...) so that drift on a shared
+machine cancels, and each is reported as a ratio to nginx as a plain proxy measured in the same
+round. Writes bench/RESULTS.md and bench/ratios.svg."""
+import argparse
+import faulthandler  # BENCH_DEBUG=SECONDS dumps the stacks of a hung run
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jwt  # PyJWT
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+COURSES = json.loads(
+    r'''[{"id":1,"user_id":"eba25511-afce-4c8e-8cab-f82822434648","title":"learn git","tags":["colaborate","git","cli","commit","versionning"],"img":"https://carlchenet.com/wp-content/uploads/2019/04/git-logo.png","desc":"Learn how to create, manage, fork, and collaborate on a project. Git stays a major part of all companies projects. Learning git is learning how to make your project better everyday","date":"5 Nov","timestamp":1604577600000,"teacher":{"name":"Max","picture":"https://images.unsplash.com/photo-1558531304-a4773b7e3a9c?ixlib=rb-1.2.1&ixid=eyJhcHBfaWQiOjEyMDd9&auto=format&fit=crop&w=634&q=80"}}]'''
+)
+AUDIENCE = "http://localhost:8080"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"nothing listens on {port} after {timeout}s")
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+class Servers:
+    """Starts processes and stops them all at exit."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, name, cmd, port, **kw):
+        log = open(kw.pop("log"), "w") if "log" in kw else subprocess.DEVNULL
+        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, **kw)
+        self.procs.append((name, p))
+        wait_port(port)
+        return p
+
+    def stop(self):
+        for _, p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for _, p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def rss_kib(pid, field="VmRSS"):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def parse_wrk(out):
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def pct(p):
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        return float(m.group(1)) * UNITS[m.group(2)] if m else float("nan")
+
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "rps": rps,
+        "p50_ms": pct(50),
+        "p99_ms": pct(99),
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+        "errors": errors.group(1) if errors else "",
+    }
+
+
+def wrk(url, conns, duration, headers=(), script=None, env=None):
+    cmd = ["wrk", f"-t{min(2, conns)}", f"-c{conns}", f"-d{duration}s", "--latency", "--timeout", "10s"]
+    for h in headers:
+        cmd += ["-H", h]
+    if script:
+        cmd += ["-s", str(script)]
+    cmd.append(url)
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+    return parse_wrk(out)
+
+
+def main():
+    if os.environ.get("BENCH_DEBUG"):
+        faulthandler.dump_traceback_later(int(os.environ["BENCH_DEBUG"]), exit=True)
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--binary", required=True)
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="skip the 1-connection, 1 MiB and Flask rows")
+    args = ap.parse_args()
+    binary = str((ROOT / args.binary).resolve())
+    work = Path(tempfile.mkdtemp(prefix="cryptr-bench-"))
+    # nginx's workers run as an unprivileged user: they must be able to read the files.
+    work.chmod(0o755)
+    servers = Servers()
+    try:
+        results = bench(binary, work, servers, args)
+    finally:
+        servers.stop()
+    write_results(results, args)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def bench(binary, work, servers, args):
+    # Keys: RSA 2048 (the peers' figures in the issue) and RSA 4096 (what Cryptr uses).
+    keys = {}
+    for bits in (2048, 4096):
+        pem = work / f"rsa{bits}.pem"
+        run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", f"rsa_keygen_bits:{bits}", "-out", str(pem)])
+        jwks = run([binary, "keygen", "--jwks", "--key", str(pem)]).stdout
+        (work / f"jwks{bits}.json").write_text(jwks)
+        kid = json.loads(jwks)["keys"][0]["kid"]
+        pub = work / f"rsa{bits}.pub.pem"
+        run(["openssl", "pkey", "-in", str(pem), "-pubout", "-out", str(pub)])
+        # Loaded once: PyJWT would parse (and check) the PEM for every token otherwise.
+        private = load_pem_private_key(pem.read_bytes(), password=None)
+        keys[bits] = {"key": private, "kid": kid, "pub": pub}
+
+    up_port, jwks_port, flask_jwks_port = free_port(), free_port(), free_port()
+    iss = f"http://127.0.0.1:{jwks_port}/t/bench"
+    now = int(time.time())
+
+    def token(bits, sub="eba25511-afce-4c8e-8cab-f82822434648", jti="0"):
+        claims = {
+            "iss": iss, "aud": AUDIENCE, "sub": sub, "email": "max@example.com", "tnt": "bench",
+            "cid": "bench", "scp": ["openid", "email"], "jti": jti, "jtt": "access", "ver": 1,
+            "iat": now, "exp": now + 7200,
+        }
+        k = keys[bits]
+        return jwt.encode(claims, k["key"], algorithm="RS256", headers={"kid": k["kid"], "iss": iss})
+
+    valid = token(2048)
+    valid4096 = token(4096)
+    bad = valid[:-4] + ("AAAA" if not valid.endswith("AAAA") else "BBBB")
+    many = work / "tokens.txt"
+    many.write_text("\n".join(token(2048, sub=f"user-{i}", jti=str(i)) for i in range(10_000)) + "\n")
+    many4096 = work / "tokens4096.txt"
+    many4096.write_text("\n".join(token(4096, sub=f"user-{i}", jti=str(i)) for i in range(2_000)) + "\n")
+
+    # The upstream: nginx with the course list, a 1 MiB body, and (on another port, logged
+    # apart) the JWKS.
+    www = work / "www"
+    (www / "api/v1").mkdir(parents=True)
+    (www / "api/v1/courses").write_text(json.dumps(COURSES))
+    (www / "public").mkdir()
+    (www / "public/courses").write_text(json.dumps(COURSES))
+    (www / "big").write_bytes(os.urandom(1 << 20))
+    (www / "t/bench").mkdir(parents=True)
+    merged = {"keys": json.loads((work / "jwks2048.json").read_text())["keys"] + json.loads((work / "jwks4096.json").read_text())["keys"]}
+    (www / "t/bench/.well-known").write_text(json.dumps(merged))
+    nginx_port = free_port()
+    nginx_conf = work / "nginx.conf"
+    nginx_conf.write_text(f"""
+worker_processes 1;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  default_type application/json;
+  keepalive_requests 1000000;
+  server {{ listen 127.0.0.1:{up_port}; root {www}; }}
+  server {{ listen 127.0.0.1:{jwks_port}; root {www}; access_log {work}/jwks.log; }}
+  server {{ listen 127.0.0.1:{flask_jwks_port}; root {www}; }}
+  upstream up {{ server 127.0.0.1:{up_port}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{nginx_port};
+    location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+  }}
+}}
+""")
+    servers.start("nginx", ["nginx", "-c", str(nginx_conf), "-g", "daemon off;"], nginx_port)
+    wait_port(up_port)
+
+    haproxy_port = free_port()
+    haproxy_cfg = work / "haproxy.cfg"
+    haproxy_cfg.write_text(f"""
+global
+  maxconn 4096
+  nbthread 1
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:{haproxy_port}
+  http-request set-var(txn.bearer) http_auth_bearer
+  http-request set-var(txn.jwt_alg) var(txn.bearer),jwt_header_query('$.alg')
+  http-request deny deny_status 401 unless {{ var(txn.jwt_alg) -m str RS256 }}
+  http-request deny deny_status 401 unless {{ var(txn.bearer),jwt_verify(txn.jwt_alg,"{keys[2048]['pub']}") -m int 1 }}
+  default_backend be
+backend be
+  server up 127.0.0.1:{up_port}
+""")
+    servers.start("haproxy", ["haproxy", "-f", str(haproxy_cfg)], haproxy_port)
+
+    def gateway_config(port, cache):
+        return f"""listen: 127.0.0.1:{port}
+token_cache: {"on" if cache else "off"}
+issuers:
+  bench:
+    cryptr: {{ base_url: "http://127.0.0.1:{jwks_port}", tenants: [bench] }}
+    audiences: ["{AUDIENCE}"]
+    claims_to_headers: {{ sub: X-User-Id, email: X-User-Email }}
+routes:
+  - name: public
+    match: {{ prefix: /public }}
+    upstream: http://127.0.0.1:{up_port}
+    auth: none
+  - name: courses
+    match: {{ prefix: / }}
+    upstream: http://127.0.0.1:{up_port}
+    auth: {{ issuers: [bench] }}
+"""
+
+    gw_port, gw_nocache_port = free_port(), free_port()
+    (work / "gw.yaml").write_text(gateway_config(gw_port, True))
+    (work / "gw-nocache.yaml").write_text(gateway_config(gw_nocache_port, False))
+    env = dict(os.environ, RUST_LOG="warn")
+    gw = servers.start("cryptr-gateway", [binary, "--log-format", "json", "run", "-c", str(work / "gw.yaml")], gw_port, env=env, log=work / "gw.log")
+    servers.start("cryptr-gateway (token_cache: off)", [binary, "--log-format", "json", "run", "-c", str(work / "gw-nocache.yaml")], gw_nocache_port, env=env, log=work / "gw2.log")
+    time.sleep(1)  # the JWKS fetch at start
+    idle_rss = rss_kib(gw.pid)
+
+    flask_port = None
+    if not args.quick:
+        flask_port = free_port()
+        (work / "courses.json").write_text(json.dumps(COURSES))
+        # Its JWKS from a server of its own, so the gateways' fetches are counted apart.
+        fenv = dict(
+            os.environ, CRYPTR_ISSUER=iss, CRYPTR_AUDIENCE=AUDIENCE, COURSES_JSON=str(work / "courses.json"),
+            CRYPTR_JWKS_URI=f"http://127.0.0.1:{flask_jwks_port}/t/bench/.well-known", PYTHONPATH=str(BENCH),
+        )
+        servers.start("flask", [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{flask_port}", "tutorial_server:app"], flask_port, env=fenv)
+
+    auth = f"Authorization: Bearer {valid}"
+    path = "/api/v1/courses"
+    lua = BENCH / "tokens.lua"
+    T = []  # (group, name, url, conns, headers, script, env)
+
+    def target(group, name, port, conns=64, headers=(), script=None, tokens=None, url_path=path):
+        e = dict(os.environ, TOKENS=str(tokens)) if tokens else None
+        T.append((group, name, f"http://127.0.0.1:{port}{url_path}", conns, headers, script, e))
+
+    target("64 connections", "upstream direct (ceiling)", up_port)
+    target("64 connections", "nginx proxy, no auth (reference)", nginx_port)
+    target("64 connections", "HAProxy jwt_verify, one token", haproxy_port, headers=[auth])
+    target("64 connections", "HAProxy jwt_verify, 10,000 tokens", haproxy_port, script=lua, tokens=many)
+    target("64 connections", "HAProxy jwt_verify, bad signature", haproxy_port, headers=[f"Authorization: Bearer {bad}"])
+    target("64 connections", "cryptr-gateway, one token reused", gw_port, headers=[auth])
+    target("64 connections", "cryptr-gateway, 10,000 tokens cycled", gw_port, script=lua, tokens=many)
+    target("64 connections", "cryptr-gateway, token cache off (RSA 2048)", gw_nocache_port, headers=[auth])
+    target("64 connections", "cryptr-gateway, token cache off (RSA 4096)", gw_nocache_port, headers=[f"Authorization: Bearer {valid4096}"])
+    target("64 connections", "cryptr-gateway, never-seen tokens (RSA 4096, cache off)", gw_nocache_port, script=lua, tokens=many4096)
+    target("64 connections", "cryptr-gateway, bad signature", gw_port, headers=[f"Authorization: Bearer {bad}"])
+    target("64 connections", "cryptr-gateway, public route", gw_port, url_path="/public/courses")
+    if not args.quick:
+        target("64 connections", "Flask tutorial (gunicorn -w 2), one token", flask_port, headers=[auth])
+        target("1 connection", "upstream direct (ceiling)", up_port, conns=1)
+        target("1 connection", "nginx proxy, no auth (reference)", nginx_port, conns=1)
+        target("1 connection", "HAProxy jwt_verify, one token", haproxy_port, conns=1, headers=[auth])
+        target("1 connection", "cryptr-gateway, one token reused", gw_port, conns=1, headers=[auth])
+        target("1 MiB response, 64 connections", "nginx proxy, no auth (reference)", nginx_port, url_path="/big")
+        target("1 MiB response, 64 connections", "cryptr-gateway, one token reused", gw_port, headers=[auth], url_path="/big")
+
+    fetches_before = jwks_fetches(work)
+    rounds = {t[1] + "|" + t[0]: [] for t in T}
+    for r in range(args.rounds):
+        for group, name, url, conns, headers, script, e in T:
+            res = wrk(url, conns, args.duration, headers, script, e)
+            refused_on_purpose = "bad signature" in name
+            if res["non2xx"] and not refused_on_purpose:
+                sys.exit(f"{name}: {res['non2xx']} non-2xx answers; the setup is broken (see {work})")
+            if refused_on_purpose and res["non2xx"] == 0:
+                sys.exit(f"{name}: a bad signature was accepted")
+            rounds[name + "|" + group].append(res)
+            print(f"round {r + 1}/{args.rounds}  {group:32} {name:70} {res['rps']:>10.0f} req/s  p50 {res['p50_ms']:.3f} ms  non-2xx {res['non2xx']}", flush=True)
+    peak_rss = rss_kib(gw.pid, "VmHWM")
+    conn_rss = rss_with_connections(gw_port, gw.pid, 1000, auth)
+    return {
+        "targets": T,
+        "rounds": rounds,
+        "idle_rss_kib": idle_rss,
+        "peak_rss_kib": peak_rss,
+        "rss_1000_conns_kib": conn_rss,
+        "jwks_fetches": jwks_fetches(work) - fetches_before,
+        "jwks_fetches_total": jwks_fetches(work),
+        "duration": args.duration,
+    }
+
+
+def jwks_fetches(work):
+    log = work / "jwks.log"
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def rss_with_connections(port, pid, n, auth):
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(f"GET /api/v1/courses HTTP/1.1\r\nHost: bench\r\n{auth}\r\n\r\n".encode())
+            socks.append(s)
+        for s in socks:
+            s.recv(65536)
+        time.sleep(0.5)
+        return rss_kib(pid)
+    finally:
+        for s in socks:
+            s.close()
+
+
+def machine():
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    versions = {}
+    for name, cmd in [("nginx", ["nginx", "-v"]), ("haproxy", ["haproxy", "-v"]), ("wrk", ["wrk", "--version"])]:
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        versions[name] = (p.stdout + p.stderr).strip().splitlines()[0] if (p.stdout + p.stderr).strip() else "?"
+    return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(), **versions}
+
+
+def write_results(res, args):
+    rounds = res["rounds"]
+    ref_keys = {k for k in rounds if k.startswith("nginx proxy, no auth (reference)|")}
+    rows = []
+    for group, name, *_ in res["targets"]:
+        key = name + "|" + group
+        ref = next((k for k in ref_keys if k.endswith("|" + group)), None)
+        runs = rounds[key]
+        ratios = [a["rps"] / b["rps"] for a, b in zip(runs, rounds[ref])] if ref else []
+        rows.append({
+            "group": group,
+            "name": name,
+            "rps": statistics.median(r["rps"] for r in runs),
+            "p50": statistics.median(r["p50_ms"] for r in runs),
+            "p99": statistics.median(r["p99_ms"] for r in runs),
+            "ratio": statistics.median(ratios) if ratios else float("nan"),
+            "spread": (max(ratios) - min(ratios)) if ratios else float("nan"),
+            "non2xx": sum(r["non2xx"] for r in runs),
+        })
+    m = machine()
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Made by `bash bench/run.sh --rounds {args.rounds} --duration {args.duration}` on {time.strftime('%Y-%m-%d')}.",
+        f"Machine: {m['cores']} cores ({m['cpu']}), Linux {m['kernel']}; {m['nginx']}; {m['haproxy']}; {m['wrk']}. "
+        "The load generator (wrk, 2 threads) runs on the same cores as the servers, and the machine is shared: "
+        "compare ratios, not raw numbers.",
+        "",
+        "Ratios are requests/s against nginx as a plain proxy (no auth) measured in the same round, as the median "
+        f"of {args.rounds} interleaved rounds of {args.duration}s each (spread: max - min of the rounds). Latencies "
+        "are medians of the rounds' p50 and p99. Tokens are RS256 (RSA 2048 unless said), checked for signature by "
+        "HAProxy and for signature and claims by cryptr-gateway. Non-2xx counts refusals, expected on the bad-signature rows.",
+        "",
+    ]
+    group = None
+    for r in rows:
+        if r["group"] != group:
+            group = r["group"]
+            lines += [f"## {group}", "", "| target | req/s | ratio to nginx | spread | p50 ms | p99 ms | non-2xx |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        lines.append(f"| {r['name']} | {r['rps']:.0f} | {r['ratio']:.2f}x | {r['spread']:.2f} | {r['p50']:.3f} | {r['p99']:.3f} | {r['non2xx']} |")
+        if r is rows[-1] or rows[rows.index(r) + 1]["group"] != group:
+            lines.append("")
+    lines += [
+        "## Memory and key fetches",
+        "",
+        f"- cryptr-gateway RSS at idle: {res['idle_rss_kib'] / 1024:.1f} MiB; peak during the run: {res['peak_rss_kib'] / 1024:.1f} MiB; "
+        f"with 1,000 open keep-alive connections: {res['rss_1000_conns_kib'] / 1024:.1f} MiB.",
+        f"- JWKS fetches by the two gateways during the measured rounds: {res['jwks_fetches']} "
+        f"({res['jwks_fetches_total']} with their start; the tutorial's Flask server fetches its own on every request).",
+        "",
+        "![ratios to nginx](ratios.svg)",
+        "",
+    ]
+    (BENCH / "RESULTS.md").write_text("\n".join(lines))
+    (BENCH / "ratios.svg").write_text(svg(rows))
+    print("\n".join(lines))
+
+
+def svg(rows):
+    rows = [r for r in rows if r["ratio"] == r["ratio"]]
+    width, bar_h, left, top = 900, 22, 430, 30
+    scale = (width - left - 60) / max(2.5, max(r["ratio"] for r in rows))
+    height = top + len(rows) * (bar_h + 6) + 30
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+           f'<text x="10" y="18" font-size="14" font-weight="bold">Requests/s as a ratio to nginx plain proxy (same round, median)</text>']
+    x1 = left + scale
+    out.append(f'<line x1="{x1:.1f}" y1="{top - 4}" x2="{x1:.1f}" y2="{height - 20}" stroke="#999" stroke-dasharray="4 3"/>')
+    out.append(f'<text x="{x1 + 3:.1f}" y="{height - 8}" fill="#666">1.0x</text>')
+    for i, r in enumerate(rows):
+        y = top + i * (bar_h + 6)
+        color = "#4f46e5" if r["name"].startswith("cryptr") else ("#9ca3af" if "nginx" in r["name"] or "upstream" in r["name"] else "#f59e0b")
+        label = f'{r["name"]} [{r["group"]}]'.replace("&", "&amp;").replace("<", "&lt;")
+        out.append(f'<text x="{left - 6}" y="{y + 15}" text-anchor="end">{label}</text>')
+        out.append(f'<rect x="{left}" y="{y}" width="{max(1, r["ratio"] * scale):.1f}" height="{bar_h}" fill="{color}"/>')
+        out.append(f'<text x="{left + r["ratio"] * scale + 4:.1f}" y="{y + 15}">{r["ratio"]:.2f}x</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The benchmark: cryptr-gateway beside nginx (plain proxy, the reference), HAProxy (jwt_verify)
+# and the tutorial's Flask server, all in front of one nginx upstream, on this machine.
+# Not part of the tests. Usage: bash bench/run.sh [--rounds N] [--duration SECONDS]
+# Writes bench/RESULTS.md and bench/ratios.svg.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+for tool in nginx haproxy wrk openssl; do
+  command -v "$tool" >/dev/null || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  pkgs=()
+  for t in "${missing[@]}"; do
+    case "$t" in nginx) pkgs+=(nginx-light) ;; *) pkgs+=("$t") ;; esac
+  done
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}"
+fi
+# The tutorial's server and its dependencies (python-jose, as the tutorial uses), and PyJWT to
+# mint 10,000 tokens quickly.
+python3 -m pip install -q flask flask-cors gunicorn python-jose six pyjwt cryptography
+
+cargo build --release --locked --bin cryptr-gateway
+python3 bench/bench.py --binary target/release/cryptr-gateway "$@"
