@@ -2,6 +2,11 @@
 
 use std::collections::HashMap;
 
+use aws_lc_rs::signature::{
+    ParsedPublicKey, RsaParameters, RsaPublicKeyComponents, RSA_PKCS1_2048_8192_SHA256,
+    RSA_PKCS1_2048_8192_SHA384, RSA_PKCS1_2048_8192_SHA512, RSA_PSS_2048_8192_SHA256,
+    RSA_PSS_2048_8192_SHA384, RSA_PSS_2048_8192_SHA512,
+};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
@@ -54,6 +59,9 @@ pub struct Key {
     /// The key's own `alg`, when the JWKS says it: the token's must then be the same.
     pub alg: Option<Algorithm>,
     pub decoding: DecodingKey,
+    /// RSA keys, parsed once per algorithm they may verify: jsonwebtoken would rebuild the key
+    /// from `n` and `e` for every signature, a cost paid on every uncached request.
+    rsa: Vec<(Algorithm, ParsedPublicKey)>,
 }
 
 impl std::fmt::Debug for Key {
@@ -70,6 +78,66 @@ impl Key {
     pub fn accepts(&self, alg: Algorithm) -> bool {
         fits(alg, self.kind) && self.alg.is_none_or(|own| own == alg)
     }
+
+    /// Checks `signature` (base64url, as in the token) over `signing_input` with `alg`, which
+    /// the caller has checked with [`Key::accepts`].
+    pub fn verify(&self, alg: Algorithm, signing_input: &[u8], signature: &str) -> bool {
+        if let Some((_, parsed)) = self.rsa.iter().find(|(a, _)| *a == alg) {
+            return URL_SAFE_NO_PAD
+                .decode(signature)
+                .is_ok_and(|sig| parsed.verify_sig(signing_input, &sig).is_ok());
+        }
+        jsonwebtoken::crypto::verify(signature, signing_input, &self.decoding, alg).unwrap_or(false)
+    }
+}
+
+/// aws-lc-rs's parameters for each RSA JWS algorithm (the ones jsonwebtoken's backend uses).
+fn rsa_params(alg: Algorithm) -> Option<&'static RsaParameters> {
+    Some(match alg {
+        Algorithm::RS256 => &RSA_PKCS1_2048_8192_SHA256,
+        Algorithm::RS384 => &RSA_PKCS1_2048_8192_SHA384,
+        Algorithm::RS512 => &RSA_PKCS1_2048_8192_SHA512,
+        Algorithm::PS256 => &RSA_PSS_2048_8192_SHA256,
+        Algorithm::PS384 => &RSA_PSS_2048_8192_SHA384,
+        Algorithm::PS512 => &RSA_PSS_2048_8192_SHA512,
+        _ => return None,
+    })
+}
+
+/// The key parsed for each RSA algorithm it may verify (only its own `alg` when it has one).
+fn parse_rsa(
+    n: &str,
+    e: &str,
+    own: Option<Algorithm>,
+) -> Result<Vec<(Algorithm, ParsedPublicKey)>, String> {
+    let n = URL_SAFE_NO_PAD
+        .decode(n.trim_end_matches('='))
+        .map_err(|_| "RSA modulus is not base64url")?;
+    let e = URL_SAFE_NO_PAD
+        .decode(e.trim_end_matches('='))
+        .map_err(|_| "RSA exponent is not base64url")?;
+    let components = RsaPublicKeyComponents {
+        n: &n[..],
+        e: &e[..],
+    };
+    let algs = [
+        Algorithm::RS256,
+        Algorithm::RS384,
+        Algorithm::RS512,
+        Algorithm::PS256,
+        Algorithm::PS384,
+        Algorithm::PS512,
+    ];
+    algs.into_iter()
+        .filter(|a| own.is_none_or(|o| o == *a))
+        .filter_map(|a| rsa_params(a).map(|p| (a, p)))
+        .map(|(a, p)| {
+            components
+                .to_parsed_public_key(p)
+                .map(|k| (a, k))
+                .map_err(|e| format!("unusable RSA key: {e}"))
+        })
+        .collect()
 }
 
 /// An issuer's verification keys by `kid`.
@@ -179,12 +247,17 @@ fn key_from(value: serde_json::Value) -> Result<(String, Key), String> {
         }
     }
     let decoding = DecodingKey::from_jwk(&jwk).map_err(|e| format!("unusable key: {e}"))?;
+    let rsa = match &jwk.algorithm {
+        AlgorithmParameters::RSA(p) => parse_rsa(&p.n, &p.e, alg)?,
+        _ => Vec::new(),
+    };
     Ok((
         kid,
         Key {
             kind,
             alg,
             decoding,
+            rsa,
         },
     ))
 }
@@ -253,6 +326,33 @@ mod tests {
         assert!(set.get("ec").is_some());
         assert_eq!(skipped.len(), 5, "{skipped:?}");
         assert!(skipped[0].contains("symmetric"));
+    }
+
+    #[test]
+    fn pre_parsed_rsa_keys_verify_what_jsonwebtoken_verifies() {
+        for alg in [RS256, RS384, RS512, PS256, PS384, PS512] {
+            let (mut signer, _) = crate::mint::SigningKey::generate(RS256).unwrap();
+            signer.alg = alg;
+            let mut jwk = signer.jwk().unwrap();
+            jwk.as_object_mut().unwrap().remove("alg");
+            let (set, _) =
+                parse_jwks(serde_json::json!({ "keys": [jwk] }).to_string().as_bytes()).unwrap();
+            let key = set.get(&signer.kid).unwrap();
+            let token = signer
+                .sign("https://i", &serde_json::json!({"sub": "u"}))
+                .unwrap();
+            let (input, sig) = token.rsplit_once('.').unwrap();
+            assert!(key.verify(alg, input.as_bytes(), sig), "{alg:?}");
+            assert!(
+                jsonwebtoken::crypto::verify(sig, input.as_bytes(), &key.decoding, alg).unwrap()
+            );
+            let tampered = format!("{input}x");
+            assert!(
+                !key.verify(alg, tampered.as_bytes(), sig),
+                "{alg:?} tampered"
+            );
+            assert!(!key.verify(alg, input.as_bytes(), "%%%"), "{alg:?} garbage");
+        }
     }
 
     #[test]

@@ -155,13 +155,7 @@ pub async fn verify(
             AuthFailure::invalid_token("the token's algorithm does not fit its key").into(),
         );
     }
-    let valid = jsonwebtoken::crypto::verify(
-        parsed.signature,
-        parsed.signing_input.as_bytes(),
-        &key.decoding,
-        alg,
-    )
-    .unwrap_or(false);
+    let valid = key.verify(alg, parsed.signing_input.as_bytes(), parsed.signature);
     if !valid {
         if let (Some(cache), Some(key)) = (cache, cache_key) {
             cache.insert_bad(key);
