@@ -80,9 +80,7 @@ pub async fn explain(plan: &Plan, req: &Request, check: &Check) -> Explanation {
     let origin = req.headers.get(http::header::ORIGIN);
 
     if let Some(method) = cors::preflight_method(&req.method, &req.headers) {
-        let target = route::select(&plan.routes, &method, host, &path)
-            .ok()
-            .or_else(|| route::first_for_target(&plan.routes, host, &path));
+        let target = route::preflight_target(&plan.routes, &method, host, &path);
         if let Some((r, policy)) = target.and_then(|r| r.cors.as_deref().map(|p| (r, p))) {
             x.step("route", describe(r));
             let res = policy.preflight(&req.headers, &method);

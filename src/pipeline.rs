@@ -60,7 +60,8 @@ pub async fn handle(plan: &Plan, conn: &ConnInfo, req: Request<Incoming>) -> Res
 #[derive(Default)]
 struct Trace {
     route: Option<Arc<Route>>,
-    sub: Option<String>,
+    /// For the log's `sub` (shared, not copied).
+    identity: Option<Arc<Identity>>,
     /// Answered as a CORS preflight: complete as it is.
     preflight: bool,
 }
@@ -80,9 +81,7 @@ async fn flow(
     // A preflight is answered for the route its requested method would reach, before any
     // token is asked for; on a route without a CORS policy it is an ordinary OPTIONS.
     if let Some(method) = cors::preflight_method(&parts.method, &parts.headers) {
-        let target = route::select(&plan.routes, &method, host, &path)
-            .ok()
-            .or_else(|| route::first_for_target(&plan.routes, host, &path));
+        let target = route::preflight_target(&plan.routes, &method, host, &path);
         if let Some(policy) = target.and_then(|r| r.cors.as_deref()) {
             trace.preflight = true;
             return Ok(policy.preflight(&parts.headers, &method));
@@ -91,7 +90,7 @@ async fn flow(
     let route = route::select(&plan.routes, &parts.method, host, &path)?;
     trace.route = Some(route.clone());
     let identity = authenticate(plan, route, &parts).await?;
-    trace.sub = identity.as_ref().map(|i| i.sub.clone());
+    trace.identity = identity.clone();
     let body = limit_body(&parts, body, route)?;
     rewrite_request(&mut parts, plan, conn, route, &path, uri.query())?;
     rewrite_identity(&mut parts, plan, route, identity.as_deref());
@@ -133,7 +132,12 @@ async fn authenticate(
 /// with `_` for `-`) is dropped on every route, public ones included; then the verified
 /// claims of this request are set.
 fn rewrite_identity(parts: &mut Parts, plan: &Plan, route: &Route, identity: Option<&Identity>) {
-    if !plan.auth.identity_headers.is_empty() {
+    // Checked first so that the common request, which forges nothing, allocates nothing.
+    if parts
+        .headers
+        .keys()
+        .any(|n| plan.auth.is_identity_header(n))
+    {
         let forged: Vec<http::HeaderName> = parts
             .headers
             .keys()
@@ -272,7 +276,7 @@ fn finish(
     started: Instant,
 ) {
     let route = trace.route.as_deref();
-    let sub = trace.sub.as_deref().unwrap_or("-");
+    let sub = trace.identity.as_ref().map_or("-", |i| i.sub.as_str());
     let status = res.status().as_u16();
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     let route_name = route.map_or("-", |r| r.name.as_str());

@@ -152,14 +152,18 @@ pub(crate) fn select<'a>(
     }
 }
 
-/// The first route for this host and path, whatever its methods: whose CORS policy answers
-/// a preflight for a method no route takes (with no `Access-Control-Allow-*`).
-pub(crate) fn first_for_target<'a>(
+/// The route whose CORS policy answers a preflight asking for `method`: the one that method
+/// would reach, or else the first for this host and path (a method no route takes is then
+/// answered without any `Access-Control-Allow-*`).
+pub(crate) fn preflight_target<'a>(
     routes: &'a [Arc<Route>],
+    method: &Method,
     host: Option<&str>,
     path: &str,
 ) -> Option<&'a Arc<Route>> {
-    routes.iter().find(|r| r.matches_target(host, path))
+    select(routes, method, host, path)
+        .ok()
+        .or_else(|| routes.iter().find(|r| r.matches_target(host, path)))
 }
 
 /// The host a request is addressed to, without port: the URI's authority (HTTP/2, absolute
