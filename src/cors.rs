@@ -68,6 +68,18 @@ impl Origin {
     }
 }
 
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+    }
+}
+
+impl std::fmt::Display for OriginPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://*{}:{}", self.scheme, self.suffix, self.port)
+    }
+}
+
 /// `https://*.example.com[:port]`: exactly one label in place of `*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginPattern {

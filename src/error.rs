@@ -120,6 +120,28 @@ impl GatewayError {
         }
     }
 
+    /// The reason a token check refused the request, for the `auth_failures` metric.
+    pub fn auth_failure(&self) -> Option<&'static str> {
+        match self {
+            GatewayError::Unauthorized(_)
+            | GatewayError::Forbidden { .. }
+            | GatewayError::JwksUnavailable { .. } => Some(self.code()),
+            _ => None,
+        }
+    }
+
+    /// How the upstream failed (`connect`, `timeout`, `reset`), for the `upstream_errors`
+    /// metric. `reset` covers a connection closed or broken mid-exchange and an answer that
+    /// is not HTTP.
+    pub fn upstream_kind(&self) -> Option<&'static str> {
+        match self {
+            GatewayError::UpstreamUnavailable(_) => Some("connect"),
+            GatewayError::UpstreamTimeout => Some("timeout"),
+            GatewayError::UpstreamProtocol(_) => Some("reset"),
+            _ => None,
+        }
+    }
+
     /// True for the faults that are ours or our upstreams', logged loudly.
     pub fn is_server_fault(&self) -> bool {
         self.status().is_server_error()

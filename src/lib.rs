@@ -2,6 +2,7 @@
 //! token. `main.rs` is a thin CLI over this library; the tests start exactly what it starts.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod config;
@@ -11,11 +12,14 @@ pub mod error;
 pub mod explain;
 mod headers;
 pub mod logging;
+pub mod metrics;
 pub mod mint;
 pub mod path;
 pub mod pipeline;
 pub mod proxy;
+pub mod reload;
+pub mod request_id;
 pub mod route;
 pub mod server;
-mod tls;
+pub mod tls;
 pub mod upstream;

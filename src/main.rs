@@ -434,11 +434,11 @@ fn run(path: &std::path::Path) -> ExitCode {
             }
         };
         let routes = plan.routes.len();
-        let server = match Server::bind(plan).await {
+        let server = match Server::bind_with_config(plan, Some(path.to_path_buf())).await {
             Ok(s) => s,
             Err(e) => {
                 eprintln!(
-                    "error: {e} (set `listen:` in {}, or GATEWAY_LISTEN if the file uses it)",
+                    "error: {e} (set `listen:` or `admin.listen:` in {}, or GATEWAY_LISTEN / GATEWAY_ADMIN_LISTEN if the file uses them)",
                     path.display()
                 );
                 return ExitCode::FAILURE;
@@ -446,7 +446,10 @@ fn run(path: &std::path::Path) -> ExitCode {
         };
         match server.local_addr() {
             Ok(addr) => {
-                tracing::info!(%addr, routes, config = %path.display(), "cryptr-gateway listening")
+                let admin = server
+                    .admin_addr()
+                    .map_or_else(|| "off".to_string(), |a| a.to_string());
+                tracing::info!(%addr, %admin, routes, config = %path.display(), "cryptr-gateway listening")
             }
             Err(e) => tracing::warn!(error = %e, "listening on an unknown address"),
         }

@@ -20,6 +20,7 @@ use crate::config::Plan;
 use crate::cors;
 use crate::error::GatewayError;
 use crate::headers;
+use crate::metrics::{Metrics, RequestOutcome};
 use crate::route::{self, Auth, Route};
 use crate::upstream::Upstream;
 
@@ -32,16 +33,32 @@ pub struct ConnInfo {
 }
 
 /// Serves one request; never fails: every error becomes its HTTP answer here.
-pub async fn handle(plan: &Plan, conn: &ConnInfo, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    plan: &Plan,
+    metrics: Option<&Metrics>,
+    conn: &ConnInfo,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
     let uri = req.uri().clone();
     let origin = req.headers().get(ORIGIN).cloned();
-    let mut trace = Trace::default();
+    // Kept when the client (or a proxy before us) sent a sane one, made up otherwise; the
+    // upstream, the client and the access log all see the same.
+    let request_id = crate::request_id::take_or_generate(req.headers_mut());
+    let mut trace = Trace {
+        request_id: request_id.clone(),
+        route: None,
+        identity: None,
+        preflight: false,
+        upstream_time: None,
+    };
     let (mut res, error) = match flow(plan, conn, req, &mut trace).await {
         Ok(res) => (res, None),
         Err(e) => (e.to_response(), Some(e)),
     };
+    res.headers_mut()
+        .insert(crate::request_id::X_REQUEST_ID, request_id);
     if !trace.preflight {
         // Every answer to an allowed origin, our own errors included, so the app can read it.
         let policy = match &trace.route {
@@ -52,18 +69,28 @@ pub async fn handle(plan: &Plan, conn: &ConnInfo, req: Request<Incoming>) -> Res
             policy.decorate(origin.as_ref(), res.headers_mut());
         }
     }
-    finish(&method, &uri, &trace, &res, error.as_ref(), started);
+    finish(
+        &method,
+        &uri,
+        &trace,
+        &res,
+        error.as_ref(),
+        started,
+        metrics,
+    );
     res
 }
 
 /// What the finish phase logs of the phases a request went through.
-#[derive(Default)]
 struct Trace {
+    request_id: HeaderValue,
     route: Option<Arc<Route>>,
     /// For the log's `sub` (shared, not copied).
     identity: Option<Arc<Identity>>,
     /// Answered as a CORS preflight: complete as it is.
     preflight: bool,
+    /// From the request sent to the upstream's response head.
+    upstream_time: Option<std::time::Duration>,
 }
 
 async fn flow(
@@ -94,8 +121,13 @@ async fn flow(
     let body = limit_body(&parts, body, route)?;
     rewrite_request(&mut parts, plan, conn, route, &path, uri.query())?;
     rewrite_identity(&mut parts, plan, route, identity.as_deref());
-    let res = forward(route, Request::from_parts(parts, body)).await?;
-    Ok(decorate(res, route))
+    parts
+        .headers
+        .insert(crate::request_id::X_REQUEST_ID, trace.request_id.clone());
+    let sent = Instant::now();
+    let res = forward(route, Request::from_parts(parts, body)).await;
+    trace.upstream_time = Some(sent.elapsed());
+    Ok(decorate(res?, route))
 }
 
 /// Headers are bounded in total size and count; hyper's own limits sit above these so that a
@@ -265,8 +297,8 @@ fn decorate(mut res: Response<Body>, route: &Route) -> Response<Body> {
     res
 }
 
-/// The one access-log line of every request, whatever path it took. Client faults are quiet
-/// (info), ours and our upstreams' loud (warn).
+/// The one access-log line of every request, whatever path it took, and its metrics. Client
+/// faults are quiet (info), ours and our upstreams' loud (warn).
 fn finish(
     method: &http::Method,
     uri: &http::Uri,
@@ -274,25 +306,49 @@ fn finish(
     res: &Response<Body>,
     error: Option<&GatewayError>,
     started: Instant,
+    metrics: Option<&Metrics>,
 ) {
     let route = trace.route.as_deref();
     let sub = trace.identity.as_ref().map_or("-", |i| i.sub.as_str());
     let status = res.status().as_u16();
-    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed();
+    let duration_ms = elapsed.as_secs_f64() * 1000.0;
     let route_name = route.map_or("-", |r| r.name.as_str());
     let upstream = route.map_or("-", |r| r.upstream.label());
+    let upstream_ms = trace.upstream_time.map(|d| d.as_secs_f64() * 1000.0);
     let code = error.map_or("-", GatewayError::code);
+    let auth_failure = error.and_then(GatewayError::auth_failure);
+    let auth = match (auth_failure, route.map(|r| &r.auth), &trace.identity) {
+        (Some(code), _, _) => code,
+        (None, _, Some(_)) => "ok",
+        (None, Some(Auth::Token(_)), None) if trace.route.is_some() && error.is_none() => {
+            "anonymous"
+        }
+        _ => "-",
+    };
+    let request_id = trace.request_id.to_str().unwrap_or("-");
+    let path = uri.path();
+    if let Some(metrics) = metrics {
+        metrics.record(&RequestOutcome {
+            route: route_name,
+            method,
+            status,
+            duration: elapsed,
+            auth_failure,
+            upstream_error: error.and_then(GatewayError::upstream_kind),
+        });
+    }
     match error {
         Some(e) if e.is_server_fault() => tracing::warn!(
             target: "access",
-            %method, path = uri.path(), route = route_name, upstream, status, duration_ms,
-            error = code, sub, cause = %e,
+            request_id, %method, path, route = route_name, status, duration_ms,
+            upstream, upstream_ms, auth, sub, error = code, cause = %e,
             "request"
         ),
         _ => tracing::info!(
             target: "access",
-            %method, path = uri.path(), route = route_name, upstream, status, duration_ms,
-            error = code, sub,
+            request_id, %method, path, route = route_name, status, duration_ms,
+            upstream, upstream_ms, auth, sub, error = code,
             "request"
         ),
     }

@@ -3,7 +3,7 @@
 
 use std::error::Error as StdError;
 use std::fmt;
-use std::path::Path;
+
 use std::time::Duration;
 
 use http::header::HeaderValue;
@@ -18,6 +18,7 @@ use tower_http::timeout::TimeoutBody;
 
 use crate::body::{Body, BoxError};
 use crate::error::GatewayError;
+use crate::tls::UpstreamTls;
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
 
@@ -49,11 +50,7 @@ pub struct ClientSettings {
 
 impl HttpUpstream {
     /// Parses `url` and builds its client; errors are sentences for `check` to print.
-    pub fn new(
-        url: &str,
-        ca_file: Option<&Path>,
-        settings: &ClientSettings,
-    ) -> Result<Self, String> {
+    pub fn new(url: &str, tls: &UpstreamTls, settings: &ClientSettings) -> Result<Self, String> {
         let uri: Uri = url
             .parse()
             .map_err(|e| format!("`{url}` is not a URL ({e}); expected `http://host:port[/path]`, `https://...` or `builtin:NAME`"))?;
@@ -82,13 +79,15 @@ impl HttpUpstream {
                 "`{url}` has a query string; an upstream URL may only have a path"
             ));
         }
-        if ca_file.is_some() && scheme != Scheme::HTTPS {
-            return Err("`ca_file` applies to https upstreams only".into());
+        if !tls.is_empty() && scheme != Scheme::HTTPS {
+            return Err(
+                "`ca_file`, `client_cert` and `client_key` apply to https upstreams only".into(),
+            );
         }
         let base_path = uri.path().trim_end_matches('/').to_string();
         let host_header = HeaderValue::from_str(authority.as_str())
             .map_err(|_| format!("`{url}` has a host that cannot be a Host header"))?;
-        let client = build_client(ca_file, settings)?;
+        let client = build_client(tls, settings)?;
         Ok(HttpUpstream {
             url: url.to_string(),
             scheme,
@@ -148,8 +147,9 @@ impl HttpUpstream {
     }
 }
 
-fn build_client(ca_file: Option<&Path>, settings: &ClientSettings) -> Result<HttpClient, String> {
-    let tls = crate::tls::client_config(ca_file)?;
+fn build_client(tls: &UpstreamTls, settings: &ClientSettings) -> Result<HttpClient, String> {
+    // SNI and certificate checks use the upstream URL's host (hyper-rustls does both).
+    let tls = crate::tls::client_config(tls)?;
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);

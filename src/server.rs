@@ -1,26 +1,56 @@
-//! The traffic listener: accept loop, HTTP/1.1 and HTTP/2 (h2c) per connection, and graceful
-//! shutdown with a bounded drain.
+//! The listeners: the traffic listener (HTTP/1.1 and HTTP/2, cleartext or TLS), the admin
+//! listener, connection limits and timeouts, config reloads, and graceful shutdown with a
+//! bounded drain.
+//!
+//! The plan is held in an [`ArcSwap`]: each request loads the plan serving at its start and
+//! keeps it to its end, so a reload swaps the whole plan in one step and in-flight requests
+//! finish on the one they started with.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+use bytes::Bytes;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 
-use crate::config::Plan;
+use crate::auth::Refreshers;
+use crate::body::Body;
+use crate::config::{self, Carry, ConfigErrors, Plan};
+use crate::metrics::{InFlight, Metrics};
 use crate::pipeline::{self, ConnInfo};
 
 /// A bound, not yet serving, gateway.
 pub struct Server {
     listener: TcpListener,
-    plan: Arc<Plan>,
+    admin: Option<TcpListener>,
+    shared: Arc<Shared>,
+}
+
+/// What every connection, the admin listener and the reloader share.
+pub struct Shared {
+    plan: Arc<ArcSwap<Plan>>,
+    pub metrics: Metrics,
+    /// The file a reload reads (`None`: the plan came from elsewhere and cannot be reloaded).
+    config_path: Option<PathBuf>,
+    /// The key refreshers of the serving plan; one reload at a time.
+    reload: tokio::sync::Mutex<Option<Refreshers>>,
+    /// When the last "connection limit reached" warning was logged (Unix seconds).
+    limit_warned: AtomicU64,
+    refused_since_warning: AtomicU64,
 }
 
 /// The listen address could not be bound.
@@ -33,45 +63,85 @@ pub struct BindError {
 }
 
 impl Server {
-    /// Binds `plan.listen` (port 0 picks a free port; see [`Server::local_addr`]).
+    /// Binds `plan.listen` and `plan.admin` (port 0 picks a free port; see
+    /// [`Server::local_addr`] and [`Server::admin_addr`]).
     pub async fn bind(plan: Plan) -> Result<Server, BindError> {
-        let addr = plan.listen;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| BindError { addr, source })?;
+        Server::bind_with_config(plan, None).await
+    }
+
+    /// [`Server::bind`] for a plan read from `path`: SIGHUP, a change of the file, or
+    /// [`Shared::reload`] read it again.
+    pub async fn bind_with_config(
+        plan: Plan,
+        config_path: Option<PathBuf>,
+    ) -> Result<Server, BindError> {
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| BindError { addr, source })
+        };
+        let listener = bind(plan.listen).await?;
+        let admin = match plan.admin {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        let plan = Arc::new(ArcSwap::from_pointee(plan));
+        let shared = Arc::new(Shared {
+            metrics: Metrics::new(plan.clone()),
+            plan,
+            config_path,
+            reload: tokio::sync::Mutex::new(None),
+            limit_warned: AtomicU64::new(0),
+            refused_since_warning: AtomicU64::new(0),
+        });
         Ok(Server {
             listener,
-            plan: Arc::new(plan),
+            admin,
+            shared,
         })
     }
 
-    /// The plan it serves (shared, read-only).
+    /// The plan serving now (shared, read-only).
     pub fn plan(&self) -> Arc<Plan> {
-        self.plan.clone()
+        self.shared.plan()
+    }
+
+    /// What the listeners share: the plan, the metrics, reloads.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
+    /// The admin listener's address, unless `admin: { enabled: false }`.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// Serves until `shutdown` completes, then stops accepting and gives in-flight requests
     /// up to the drain timeout to finish.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
-        let Server { listener, plan } = self;
-        if let Some(dev) = &plan.dev_issuer {
-            match dev.serve() {
-                Ok(()) => tracing::warn!(
-                    issuer = %dev.iss(),
-                    token = %format!("curl -X POST {}/token", dev.base_url()),
-                    "dev_issuer: true: the embedded dev issuer is active (loopback only); never use it in production"
-                ),
-                Err(e) => tracing::error!(error = %e, "the dev issuer could not start"),
-            }
-        }
+        let Server {
+            listener,
+            admin,
+            shared,
+        } = self;
+        let plan = shared.plan();
+        start_dev_issuer(&plan, None);
         // Issuers' keys are fetched (and kept fresh) from the start, not on the first request.
-        let _refreshers = plan.auth.start_refreshers();
-        let builder = connection_builder(&plan);
-        let graceful = GracefulShutdown::new();
+        *shared.reload.lock().await = Some(plan.auth.start_refreshers());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let tracker = TaskTracker::new();
+        if let Some(admin) = admin {
+            tracker.spawn(crate::admin::serve(admin, shared.clone(), stop_rx.clone()));
+        }
+        let _reloader = shared
+            .config_path
+            .clone()
+            .map(|path| crate::reload::spawn(shared.clone(), path, stop_rx.clone()));
+        let builder = connection_builder();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -86,54 +156,469 @@ impl Server {
                             continue;
                         }
                     };
+                    let plan = shared.plan();
+                    if shared.metrics.open_connections() >= i64::try_from(plan.limits.max_connections).unwrap_or(i64::MAX) {
+                        shared.refuse_connection(plan.limits.max_connections);
+                        drop(stream);
+                        continue;
+                    }
                     let _ = stream.set_nodelay(true);
-                    let conn = ConnInfo { peer, proto: "http" };
-                    let plan = plan.clone();
-                    let service = service_fn(move |req| {
-                        let plan = plan.clone();
-                        async move { Ok::<_, Infallible>(pipeline::handle(&plan, &conn, req).await) }
-                    });
-                    let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                    let connection = graceful.watch(connection);
-                    tokio::spawn(async move {
-                        if let Err(e) = connection.await {
-                            tracing::debug!(%peer, error = %e, "connection ended with an error");
-                        }
-                    });
+                    let conn = Conn {
+                        shared: shared.clone(),
+                        builder: builder.clone(),
+                        stop: stop_rx.clone(),
+                        counted: shared.metrics.connection(),
+                    };
+                    tracker.spawn(conn.run(stream, peer, plan));
                 }
                 () = &mut shutdown => break,
             }
         }
         drop(listener);
-        let drain = plan.limits.drain_timeout;
+        let drain = shared.plan().limits.drain_timeout;
         tracing::info!(
             ?drain,
             "shutting down: no new connections, draining in-flight requests"
         );
+        let _ = stop_tx.send(true);
+        tracker.close();
         tokio::select! {
-            () = graceful.shutdown() => tracing::info!("drained: all connections closed"),
+            () = tracker.wait() => tracing::info!("drained: all connections closed"),
             () = tokio::time::sleep(drain) => tracing::warn!(?drain, "drain timeout reached: closing the remaining connections"),
+        }
+        shared.reload.lock().await.take();
+    }
+}
+
+impl Shared {
+    /// The plan serving now.
+    pub fn plan(&self) -> Arc<Plan> {
+        self.plan.load_full()
+    }
+
+    /// The plan's holder, for what reads it at its own pace (the metrics collector).
+    pub fn plan_handle(&self) -> Arc<ArcSwap<Plan>> {
+        self.plan.clone()
+    }
+
+    /// Reads the config file again: a plan that compiles replaces the serving one in one
+    /// step (issuers whose keys are fetched the same way keep them); one that does not
+    /// leaves the serving plan alone, and every problem is logged.
+    pub async fn reload(&self) -> Result<(), ReloadError> {
+        let Some(path) = self.config_path.clone() else {
+            return Err(ReloadError::NoFile);
+        };
+        let mut refreshers = self.reload.lock().await;
+        let old = self.plan();
+        let carry = Carry::from_plan(&old);
+        // Compiling reads files and may take a moment: off the async threads.
+        let compiled =
+            tokio::task::spawn_blocking(move || config::load_file_with(&path, Some(&carry)))
+                .await
+                .map_err(|e| ReloadError::Internal(e.to_string()))?;
+        let plan = match compiled {
+            Ok(plan) => plan,
+            Err(errors) => {
+                self.metrics.reload(false);
+                for e in &errors.0 {
+                    tracing::error!(problem = %e, "config reload refused: the running config keeps serving");
+                }
+                return Err(ReloadError::Invalid(errors));
+            }
+        };
+        if plan.listen != old.listen {
+            tracing::warn!(old = %old.listen, new = %plan.listen, "`listen` changed: the listener keeps its address until a restart");
+        }
+        if plan.admin != old.admin {
+            tracing::warn!("`admin` changed: the admin listener keeps its address until a restart");
+        }
+        start_dev_issuer(&plan, old.dev_issuer.as_ref());
+        let new_refreshers = plan.auth.start_refreshers();
+        let routes = plan.routes.len();
+        self.plan.store(Arc::new(plan));
+        // The old refreshers stop only now: an issuer kept across the reload is never without one.
+        *refreshers = Some(new_refreshers);
+        self.metrics.reload(true);
+        tracing::info!(routes, "config reloaded");
+        Ok(())
+    }
+
+    fn refuse_connection(&self, limit: usize) {
+        self.metrics.connection_refused();
+        let refused = self.refused_since_warning.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.limit_warned.load(Ordering::Relaxed);
+        // One line per 10 seconds at most: a flood must not become a flood of logs.
+        if now >= last + 10
+            && self
+                .limit_warned
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.refused_since_warning.store(0, Ordering::Relaxed);
+            tracing::warn!(
+                limit,
+                refused,
+                "connection limit reached (limits.max_connections): new connections are closed at once"
+            );
         }
     }
 }
 
-fn connection_builder(plan: &Plan) -> auto::Builder<TokioExecutor> {
-    let limits = &plan.limits;
+/// Why a reload did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("the plan was not read from a file")]
+    NoFile,
+    #[error("{0}")]
+    Invalid(ConfigErrors),
+    #[error("reload failed: {0}")]
+    Internal(String),
+}
+
+fn start_dev_issuer(plan: &Plan, running: Option<&Arc<crate::demo::DevIssuer>>) {
+    let Some(dev) = &plan.dev_issuer else {
+        return;
+    };
+    if running.is_some_and(|r| Arc::ptr_eq(r, dev)) {
+        return;
+    }
+    match dev.serve() {
+        Ok(()) => tracing::warn!(
+            issuer = %dev.iss(),
+            token = %format!("curl -X POST {}/token", dev.base_url()),
+            "dev_issuer: true: the embedded dev issuer is active (loopback only); never use it in production"
+        ),
+        Err(e) => tracing::error!(error = %e, "the dev issuer could not start"),
+    }
+}
+
+fn connection_builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    // hyper's own bounds sit above ours (pipeline::check_header_limits) so that requests between
-    // the two get the gateway's JSON 431; only grossly oversized ones get hyper's bare answer.
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size((limits.max_header_size * 2).max(16 * 1024))
-        .max_headers(limits.max_headers * 2);
+    builder.http1().timer(TokioTimer::new());
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_size * 2).unwrap_or(u32::MAX))
         .keep_alive_interval(Duration::from_secs(30));
     builder
+}
+
+/// One client connection, from accept to close.
+struct Conn {
+    shared: Arc<Shared>,
+    builder: auto::Builder<TokioExecutor>,
+    stop: watch::Receiver<bool>,
+    /// Counted in `connections_open` while it lives.
+    #[allow(dead_code)]
+    counted: InFlight,
+}
+
+/// How a connection ends early.
+enum Verdict {
+    /// The request head did not arrive in time: closed at once.
+    HeadTimeout,
+    /// No request for `idle_timeout`: closed gracefully.
+    Idle,
+}
+
+impl Conn {
+    async fn run(self, stream: TcpStream, peer: SocketAddr, plan: Arc<Plan>) {
+        let limits = plan.limits.clone();
+        let watch = Arc::new(Activity::new());
+        match &plan.tls {
+            None => {
+                let io = Watched {
+                    inner: stream,
+                    activity: watch.clone(),
+                };
+                self.serve(io, peer, "http", limits, watch).await;
+            }
+            Some(tls) => {
+                // The handshake is part of the request head's time budget.
+                let handshake = tls.acceptor.accept(stream);
+                let stream = match tokio::time::timeout(limits.header_read_timeout, handshake).await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                let io = Watched {
+                    inner: stream,
+                    activity: watch.clone(),
+                };
+                self.serve(io, peer, "https", limits, watch).await;
+            }
+        }
+    }
+
+    async fn serve<I>(
+        self,
+        io: I,
+        peer: SocketAddr,
+        proto: &'static str,
+        limits: config::Limits,
+        activity: Arc<Activity>,
+    ) where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Conn {
+            shared,
+            mut builder,
+            mut stop,
+            counted: _counted,
+        } = self;
+        let info = ConnInfo { peer, proto };
+        // hyper's HTTP/1 header timer runs from the moment it waits for a head, idle time
+        // included, so it is our idle bound for HTTP/1; the (shorter) head bound is ours,
+        // below, counted from the first byte of a head.
+        builder
+            .http1()
+            .header_read_timeout(limits.idle_timeout.max(limits.header_read_timeout))
+            .max_buf_size((limits.max_header_size * 2).max(16 * 1024))
+            .max_headers(limits.max_headers * 2);
+        // hyper's own bounds sit above ours (pipeline::check_header_limits) so that requests
+        // between the two get the gateway's JSON 431; only grossly oversized ones get hyper's
+        // bare answer.
+        builder
+            .http2()
+            .max_header_list_size(u32::try_from(limits.max_header_size * 2).unwrap_or(u32::MAX));
+        let service = {
+            let activity = activity.clone();
+            let shared = shared.clone();
+            service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let guard = activity.request_started(req.version() == http::Version::HTTP_2);
+                let shared = shared.clone();
+                async move {
+                    let in_flight = shared.metrics.in_flight();
+                    let plan = shared.plan();
+                    let res = pipeline::handle(&plan, Some(&shared.metrics), &info, req).await;
+                    Ok::<_, Infallible>(res.map(|body| Guarded {
+                        inner: body,
+                        _guards: (guard, in_flight),
+                    }))
+                }
+            })
+        };
+        let connection = builder.serve_connection(TokioIo::new(io), service);
+        tokio::pin!(connection);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                _ = stop.changed(), if !closing => {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                verdict = activity.watchdog(limits.header_read_timeout, limits.idle_timeout), if !closing => {
+                    match verdict {
+                        Verdict::HeadTimeout => {
+                            tracing::info!(%peer, timeout = ?limits.header_read_timeout, "request head not received in time (limits.header_read_timeout): connection closed");
+                            return;
+                        }
+                        Verdict::Idle => {
+                            tracing::debug!(%peer, "idle keep-alive connection closed");
+                            connection.as_mut().graceful_shutdown();
+                            closing = true;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A connection's activity, as its IO and its requests report it: what the watchdog judges.
+/// Hand-written because hyper has one HTTP/1 timer for "waiting for a head", idle time
+/// included, and none for HTTP/2: a slow head and an idle keep-alive need different bounds.
+struct Activity {
+    start: tokio::time::Instant,
+    /// Milliseconds since `start`.
+    last_io: AtomicU64,
+    /// When the first byte of a head arrived with no request open; `u64::MAX`: none.
+    head_started: AtomicU64,
+    /// Requests open (from head to the end of the response body).
+    open: std::sync::atomic::AtomicUsize,
+    /// HTTP/2: frames (pings, window updates) arrive between requests; only idleness counts.
+    h2: std::sync::atomic::AtomicBool,
+}
+
+const NONE: u64 = u64::MAX;
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            start: tokio::time::Instant::now(),
+            last_io: AtomicU64::new(0),
+            // A connection that says nothing is a head that does not arrive.
+            head_started: AtomicU64::new(0),
+            open: std::sync::atomic::AtomicUsize::new(0),
+            h2: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(NONE - 1)
+    }
+
+    fn read(&self) {
+        let now = self.now();
+        self.last_io.store(now, Ordering::Relaxed);
+        if self.open.load(Ordering::Relaxed) == 0 {
+            let _ =
+                self.head_started
+                    .compare_exchange(NONE, now, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    fn wrote(&self) {
+        self.last_io.store(self.now(), Ordering::Relaxed);
+    }
+
+    fn request_started(self: &Arc<Self>, h2: bool) -> RequestGuard {
+        if h2 {
+            self.h2.store(true, Ordering::Relaxed);
+        }
+        self.open.fetch_add(1, Ordering::Relaxed);
+        self.head_started.store(NONE, Ordering::Relaxed);
+        RequestGuard(self.clone())
+    }
+
+    /// Completes when the connection must end: its head is late, or it has been idle too long.
+    async fn watchdog(&self, head: Duration, idle: Duration) -> Verdict {
+        let head_ms = u64::try_from(head.as_millis()).unwrap_or(NONE / 2);
+        let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(NONE / 2);
+        loop {
+            let now = self.now();
+            let wake_at = if self.open.load(Ordering::Relaxed) > 0 {
+                // A request runs: its own timeouts bound it; look again later.
+                now + idle_ms
+            } else {
+                let started = self.head_started.load(Ordering::Relaxed);
+                if started != NONE && !self.h2.load(Ordering::Relaxed) {
+                    if now >= started + head_ms {
+                        return Verdict::HeadTimeout;
+                    }
+                    started + head_ms
+                } else {
+                    let last = self.last_io.load(Ordering::Relaxed);
+                    if now >= last + idle_ms {
+                        return Verdict::Idle;
+                    }
+                    last + idle_ms
+                }
+            };
+            tokio::time::sleep_until(self.start + Duration::from_millis(wake_at)).await;
+        }
+    }
+}
+
+/// Marks a request open until its response body is done (or dropped).
+struct RequestGuard(Arc<Activity>);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.0.last_io.store(self.0.now(), Ordering::Relaxed);
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The client's IO, reporting activity.
+struct Watched<T> {
+    inner: T,
+    activity: Arc<Activity>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.read();
+        }
+        res
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let res = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.wrote();
+        }
+        res
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.wrote();
+        }
+        res
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A response body that keeps its request counted (on the connection and in the in-flight
+/// gauge) until it is done.
+struct Guarded {
+    inner: Body,
+    _guards: (RequestGuard, InFlight),
+}
+
+impl http_body::Body for Guarded {
+    type Data = Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

@@ -21,7 +21,7 @@ use moka::Expiry;
 use super::keys::{parse_jwks, KeySet};
 
 /// Bounds and timings of one issuer's key fetching.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwksSettings {
     /// Per fetch, body included. Default 5s.
     pub timeout: Duration,
@@ -77,6 +77,8 @@ pub struct IssuerKeys {
     state: Mutex<FetchState>,
     /// Fetches attempted, for tests and metrics.
     fetches: AtomicU64,
+    /// Fetches that failed, for metrics.
+    failures: AtomicU64,
     /// The generation of the latest fetched key set: tokens verified under an older set are
     /// checked again.
     generation: AtomicU64,
@@ -88,6 +90,23 @@ struct FetchState {
     last_forced: Option<Instant>,
     consecutive_failures: u32,
     retry_at: Option<Instant>,
+    last_good: Option<Instant>,
+    last_error: Option<String>,
+    /// Keys in the latest fetched set.
+    key_count: usize,
+}
+
+/// What an issuer's keys look like now: for readiness and metrics.
+#[derive(Debug, Clone)]
+pub struct KeyStatus {
+    /// Keys held (0: none usable yet, or the last set went past `max_stale`).
+    pub keys: usize,
+    pub fetches: u64,
+    pub failures: u64,
+    /// Since the last successful fetch (`None`: never, or a `jwks_file:` set).
+    pub since_last_good: Option<Duration>,
+    /// Why the latest fetch failed, while it is the latest outcome.
+    pub last_error: Option<String>,
 }
 
 /// Why keys could not be had: the gateway's fault, never the caller's.
@@ -121,6 +140,23 @@ impl Expiry<Arc<str>, Cached> for StaleBound {
     }
 }
 
+impl KeySource {
+    /// True when both fetch the same remote document (a reload keeps such an issuer's keys).
+    pub fn same_remote(&self, other: &KeySource) -> bool {
+        match (self, other) {
+            (
+                KeySource::Url { url, fallback },
+                KeySource::Url {
+                    url: u2,
+                    fallback: f2,
+                },
+            ) => url == u2 && fallback == f2,
+            (KeySource::Discovery { issuer }, KeySource::Discovery { issuer: i2 }) => issuer == i2,
+            _ => false,
+        }
+    }
+}
+
 impl IssuerKeys {
     pub fn new(issuer: &str, source: KeySource, settings: JwksSettings) -> IssuerKeys {
         IssuerKeys {
@@ -129,6 +165,7 @@ impl IssuerKeys {
             settings,
             state: Mutex::new(FetchState::default()),
             fetches: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
             generation: AtomicU64::new(0),
         }
     }
@@ -169,7 +206,7 @@ impl std::fmt::Debug for KeyCache {
 
 impl KeyCache {
     pub fn new() -> Result<KeyCache, String> {
-        let tls = crate::tls::client_config(None)?;
+        let tls = crate::tls::client_config(&crate::tls::UpstreamTls::default())?;
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .redirect(reqwest::redirect::Policy::limited(3))
@@ -187,6 +224,23 @@ impl KeyCache {
     /// to keep passing.
     pub fn has_keys(&self, issuer: &IssuerKeys) -> bool {
         matches!(issuer.source, KeySource::Static(_)) || self.cache.contains_key(&issuer.issuer)
+    }
+
+    /// The issuer's keys as they stand, without fetching.
+    pub fn status(&self, issuer: &IssuerKeys) -> KeyStatus {
+        let keys = match &issuer.source {
+            KeySource::Static(set) => set.len(),
+            _ if self.cache.contains_key(&issuer.issuer) => issuer.state().key_count,
+            _ => 0,
+        };
+        let state = issuer.state();
+        KeyStatus {
+            keys,
+            fetches: issuer.fetches.load(Ordering::Relaxed),
+            failures: issuer.failures.load(Ordering::Relaxed),
+            since_last_good: state.last_good.map(|t| t.elapsed()),
+            last_error: state.last_error.clone(),
+        }
     }
 
     /// The keys to check a token with `kid` against. A set that lacks the kid may be
@@ -332,9 +386,14 @@ impl KeyCache {
                 }
                 state.consecutive_failures = 0;
                 state.retry_at = None;
+                state.last_good = Some(Instant::now());
+                state.key_count = cached.keys.len();
+                state.last_error = None;
                 Ok(cached)
             }
             Err(reason) => {
+                issuer.failures.fetch_add(1, Ordering::Relaxed);
+                state.last_error = Some(reason.clone());
                 state.consecutive_failures += 1;
                 let backoff = IssuerKeys::backoff(state.consecutive_failures);
                 state.retry_at = Some(Instant::now() + backoff);

@@ -18,7 +18,7 @@ use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
 pub use claims::{claim, header_value, scopes};
-pub use jwks::{IssuerKeys, JwksSettings, KeyCache, KeySource};
+pub use jwks::{IssuerKeys, JwksSettings, KeyCache, KeySource, KeyStatus};
 pub use token::TokenSources;
 pub(crate) use verify::authenticate;
 pub use verify::{verify, Check, Notes};

@@ -10,9 +10,7 @@ use jsonwebtoken::Algorithm;
 use super::compile::{closest, positive, Context, Problems};
 use super::raw::{RawAuth, RawIssuer, RawRouteAuth};
 use crate::auth::keys::parse_jwks;
-use crate::auth::{
-    Issuer, IssuerKeys, JwksSettings, KeySource, RouteAuth, ScopeRule, TokenSources,
-};
+use crate::auth::{Issuer, JwksSettings, KeySource, RouteAuth, ScopeRule, TokenSources};
 use crate::route::Auth;
 
 const DEFAULT_JWKS_PATH: &str = "/.well-known";
@@ -243,7 +241,7 @@ fn compile_issuer(
         .map(|(iss, source)| {
             Arc::new(Issuer {
                 name: name.to_string(),
-                keys: Arc::new(IssuerKeys::new(&iss, source, settings.clone())),
+                keys: cx.issuer_keys(&iss, source, settings.clone()),
                 iss,
                 audiences: raw.audiences.clone(),
                 client_ids: raw.client_ids.clone(),
@@ -495,6 +493,7 @@ pub(super) fn compile_route_auth(
 
 /// `dev_issuer: true`: the embedded dev issuer, accepted by routes as issuer `dev`.
 pub(super) fn dev_issuer(
+    cx: &Context<'_>,
     issuers: &mut Issuers,
     problems: &mut Problems<'_>,
 ) -> Option<Arc<crate::demo::DevIssuer>> {
@@ -503,7 +502,9 @@ pub(super) fn dev_issuer(
         return None;
     }
     let audience = "http://localhost:8080";
-    let dev = match crate::demo::DevIssuer::bind("dev", audience) {
+    // A reload keeps the running dev issuer: its keys and port, so its tokens stay valid.
+    let carried = cx.carry.and_then(|c| c.dev_issuer.clone());
+    let dev = match carried.map_or_else(|| crate::demo::DevIssuer::bind("dev", audience), Ok) {
         Ok(d) => d,
         Err(e) => {
             problems.at("dev_issuer", e);
@@ -517,7 +518,7 @@ pub(super) fn dev_issuer(
     };
     let issuer = Issuer {
         name: "dev".into(),
-        keys: Arc::new(IssuerKeys::new(&iss, source, JwksSettings::default())),
+        keys: cx.issuer_keys(&iss, source, JwksSettings::default()),
         iss,
         audiences: vec![audience.into()],
         client_ids: Vec::new(),

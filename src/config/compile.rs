@@ -18,6 +18,7 @@ use crate::auth::cache::TokenCache;
 use crate::auth::{AuthPlan, Clock, KeyCache};
 use crate::proxy::{ClientSettings, HttpUpstream};
 use crate::route::{Auth, PathMatch, Route};
+use crate::tls::UpstreamTls;
 use crate::upstream::{Builtin, Upstream};
 
 const DEFAULT_LISTEN: &str = "0.0.0.0:8081";
@@ -28,6 +29,9 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
 /// Memory for remembered verified tokens: some 20,000 Cryptr tokens.
 const TOKEN_CACHE_BYTES: u64 = 64 << 20;
 
@@ -41,6 +45,26 @@ pub(super) struct Context<'a> {
     pub text: &'a str,
     /// Where relative file names are read from.
     pub dir: PathBuf,
+    /// What a reload keeps of the running plan.
+    pub carry: Option<&'a super::Carry>,
+}
+
+impl Context<'_> {
+    /// An issuer's key state: the running plan's when a reload did not change where or how
+    /// its keys are fetched (no refetch storm on reload), new otherwise.
+    pub fn issuer_keys(
+        &self,
+        iss: &str,
+        source: crate::auth::KeySource,
+        settings: crate::auth::JwksSettings,
+    ) -> Arc<crate::auth::IssuerKeys> {
+        if let Some(old) = self.carry.and_then(|c| c.keys.get(iss)) {
+            if old.source.same_remote(&source) && old.settings == settings {
+                return old.clone();
+            }
+        }
+        Arc::new(crate::auth::IssuerKeys::new(iss, source, settings))
+    }
 }
 
 /// A problem, positioned in the interpolated text.
@@ -129,7 +153,7 @@ fn friendly(message: &str) -> String {
         ("struct RawLimits", "a mapping of limits"),
         (
             "struct RawUpstreamMap",
-            "a mapping with `url` and `ca_file`",
+            "a mapping with `url`, `ca_file`, `client_cert` and `client_key`",
         ),
     ] {
         m = m.replace(from, to);
@@ -250,7 +274,54 @@ pub(super) fn compile(cx: &Context<'_>) -> Result<Plan, Vec<Problem>> {
             l.header_read_timeout.map(|d| d.0),
             DEFAULT_HEADER_READ_TIMEOUT,
         ),
+        idle_timeout: positive(
+            &mut problems,
+            "limits.idle_timeout",
+            l.idle_timeout.map(|d| d.0),
+            DEFAULT_IDLE_TIMEOUT,
+        ),
         drain_timeout: l.drain_timeout.map_or(DEFAULT_DRAIN_TIMEOUT, |d| d.0),
+        max_connections: l.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+    };
+    if limits.max_connections == 0 {
+        problems.at("limits.max_connections", "must be at least 1");
+    }
+
+    let tls = raw.tls.as_ref().and_then(|t| {
+        match crate::tls::ServerTls::load(cx.dir.join(&t.cert), cx.dir.join(&t.key)) {
+            Ok(tls) => Some(tls),
+            Err(e) => {
+                problems.at("tls", e);
+                None
+            }
+        }
+    });
+    let admin = match &raw.admin {
+        Some(a) if a.enabled == Some(false) => None,
+        a => {
+            let text = a
+                .as_ref()
+                .and_then(|a| a.listen.as_deref())
+                .unwrap_or(DEFAULT_ADMIN);
+            match text.parse::<SocketAddr>() {
+                Ok(addr) => {
+                    if listen.is_some_and(|l| l.port() == addr.port() && addr.port() != 0) {
+                        problems.at(
+                            "admin.listen",
+                            format!("`{text}` shares its port with `listen`: the admin endpoints never sit on the traffic port"),
+                        );
+                    }
+                    Some(addr)
+                }
+                Err(_) => {
+                    problems.at(
+                        "admin.listen",
+                        format!("`{text}` is not an address: expected IP:port, such as `127.0.0.1:9901`"),
+                    );
+                    None
+                }
+            }
+        }
     };
     let defaults = RouteDefaults {
         max_body: l.max_body.map_or(DEFAULT_MAX_BODY, |s| s.0),
@@ -275,7 +346,7 @@ pub(super) fn compile(cx: &Context<'_>) -> Result<Plan, Vec<Problem>> {
         .map(|m| auth_config::compile_issuers(m, cx, &mut problems))
         .unwrap_or_default();
     let dev_issuer = if raw.dev_issuer == Some(true) {
-        auth_config::dev_issuer(&mut issuers, &mut problems)
+        auth_config::dev_issuer(cx, &mut issuers, &mut problems)
     } else {
         None
     };
@@ -312,12 +383,16 @@ pub(super) fn compile(cx: &Context<'_>) -> Result<Plan, Vec<Problem>> {
         }
     }
     check_route_set(&routes, &mut problems);
-    let cache = match KeyCache::new() {
-        Ok(c) => Some(Arc::new(c)),
-        Err(e) => {
-            problems.at("issuers", e);
-            None
-        }
+    // One key cache for the life of the process: a reload keeps every set it holds.
+    let cache = match cx.carry.map(|c| c.key_cache.clone()) {
+        Some(c) => Some(c),
+        None => match KeyCache::new() {
+            Ok(c) => Some(Arc::new(c)),
+            Err(e) => {
+                problems.at("issuers", e);
+                None
+            }
+        },
     };
 
     match (listen, cache) {
@@ -327,6 +402,8 @@ pub(super) fn compile(cx: &Context<'_>) -> Result<Plan, Vec<Problem>> {
             all_issuers.sort_by(|a, b| a.iss.cmp(&b.iss));
             Ok(Plan {
                 listen,
+                tls,
+                admin,
                 trusted_proxies,
                 limits,
                 routes: routes.into_iter().map(|(_, r)| Arc::new(r)).collect(),
@@ -406,7 +483,7 @@ fn compile_route(
     prefix: &str,
     raw: RawRoute,
     shared: &Shared<'_>,
-    clients: &mut HashMap<(String, Option<PathBuf>), Arc<HttpUpstream>>,
+    clients: &mut HashMap<(String, UpstreamTls), Arc<HttpUpstream>>,
     problems: &mut Problems<'_>,
 ) -> Option<Route> {
     let Shared {
@@ -503,8 +580,7 @@ fn compile_route(
 
     let upstream = compile_upstream(
         &field("upstream"),
-        &raw.upstream.url,
-        raw.upstream.ca_file.as_deref(),
+        &raw.upstream,
         cx,
         defaults,
         clients,
@@ -583,16 +659,33 @@ fn check_match_path(path: &str, p: &str, problems: &mut Problems<'_>) -> Option<
 
 fn compile_upstream(
     path: &str,
-    url: &str,
-    ca_file: Option<&str>,
+    raw: &super::raw::RawUpstream,
     cx: &Context<'_>,
     defaults: &RouteDefaults,
-    clients: &mut HashMap<(String, Option<PathBuf>), Arc<HttpUpstream>>,
+    clients: &mut HashMap<(String, UpstreamTls), Arc<HttpUpstream>>,
     problems: &mut Problems<'_>,
 ) -> Option<Upstream> {
+    let url = raw.url.as_str();
+    let tls = UpstreamTls {
+        ca_file: raw.ca_file.as_ref().map(|f| cx.dir.join(f)),
+        client_identity: match (&raw.client_cert, &raw.client_key) {
+            (Some(c), Some(k)) => Some((cx.dir.join(c), cx.dir.join(k))),
+            (None, None) => None,
+            _ => {
+                problems.at(
+                    path,
+                    "`client_cert` and `client_key` go together: give both or neither",
+                );
+                None
+            }
+        },
+    };
     if let Some(name) = url.strip_prefix("builtin:") {
-        if ca_file.is_some() {
-            problems.at(path, "`ca_file` applies to https upstreams only");
+        if !tls.is_empty() {
+            problems.at(
+                path,
+                "`ca_file`, `client_cert` and `client_key` apply to https upstreams only",
+            );
         }
         return match Builtin::from_name(name) {
             Some(b) => Some(Upstream::Builtin(b)),
@@ -611,12 +704,11 @@ fn compile_upstream(
             }
         };
     }
-    let ca = ca_file.map(|f| cx.dir.join(f));
-    let key = (url.to_string(), ca.clone());
+    let key = (url.to_string(), tls);
     if let Some(existing) = clients.get(&key) {
         return Some(Upstream::Http(existing.clone()));
     }
-    match HttpUpstream::new(url, ca.as_deref(), &defaults.client) {
+    match HttpUpstream::new(url, &key.1, &defaults.client) {
         Ok(u) => {
             let u = Arc::new(u);
             clients.insert(key, u.clone());

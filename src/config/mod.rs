@@ -25,6 +25,11 @@ use crate::route::Route;
 pub struct Plan {
     /// Where the traffic listener binds. Default `0.0.0.0:8081`.
     pub listen: SocketAddr,
+    /// TLS on the traffic listener (`tls: { cert, key }`). Default: none (plain HTTP and h2c).
+    pub tls: Option<crate::tls::ServerTls>,
+    /// The admin listener's address; `None` with `admin: { enabled: false }`. Default
+    /// `127.0.0.1:9901`.
+    pub admin: Option<SocketAddr>,
     /// Peers whose `X-Forwarded-*` and `Forwarded` headers are kept. Default: none.
     pub trusted_proxies: Vec<IpNet>,
     pub limits: Limits,
@@ -45,8 +50,15 @@ pub struct Limits {
     pub max_header_size: usize,
     /// Number of request header lines. Default 100; over it, 431.
     pub max_headers: usize,
-    /// How long a client may take to send its request head. Default 10s.
+    /// How long a client may take to send its request head (from its first byte, or from the
+    /// connection's start). Default 10s.
     pub header_read_timeout: Duration,
+    /// How long a keep-alive connection may sit with no request before it is closed.
+    /// Default 60s.
+    pub idle_timeout: Duration,
+    /// Open client connections at most; more are closed at once, with a warning. Default
+    /// 10,000.
+    pub max_connections: usize,
     /// How long in-flight requests may run after a shutdown signal. Default 30s.
     pub drain_timeout: Duration,
 }
@@ -142,9 +154,37 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+/// What a reload keeps of the running plan: the key cache and the state of every issuer whose
+/// keys are fetched the same way, and the dev issuer.
+pub struct Carry {
+    pub key_cache: Arc<crate::auth::KeyCache>,
+    pub keys: std::collections::HashMap<String, Arc<crate::auth::IssuerKeys>>,
+    pub dev_issuer: Option<Arc<crate::demo::DevIssuer>>,
+}
+
+impl Carry {
+    pub fn from_plan(plan: &Plan) -> Carry {
+        Carry {
+            key_cache: plan.auth.cache.clone(),
+            keys: plan
+                .auth
+                .issuers
+                .iter()
+                .map(|i| (i.iss.clone(), i.keys.clone()))
+                .collect(),
+            dev_issuer: plan.dev_issuer.clone(),
+        }
+    }
+}
+
 /// Reads and compiles `path`, with `${VAR}` taken from the process environment. Relative file
 /// names inside (such as `ca_file`) are read from the config file's folder.
 pub fn load_file(path: &Path) -> Result<Plan, ConfigErrors> {
+    load_file_with(path, None)
+}
+
+/// [`load_file`] for a reload: keeps what `carry` holds of the running plan.
+pub fn load_file_with(path: &Path, carry: Option<&Carry>) -> Result<Plan, ConfigErrors> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
@@ -156,7 +196,7 @@ pub fn load_file(path: &Path) -> Result<Plan, ConfigErrors> {
         }])
     })?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    load_str(&text, &file, &dir, &|name| std::env::var(name).ok())
+    load_str_with(&text, &file, &dir, &|name| std::env::var(name).ok(), carry)
 }
 
 /// Compiles config `text` named `file` (for messages), looking variables up with `env` and
@@ -166,6 +206,17 @@ pub fn load_str(
     file: &str,
     dir: &Path,
     env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Plan, ConfigErrors> {
+    load_str_with(text, file, dir, env, None)
+}
+
+/// [`load_str`] for a reload: keeps what `carry` holds of the running plan.
+pub fn load_str_with(
+    text: &str,
+    file: &str,
+    dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    carry: Option<&Carry>,
 ) -> Result<Plan, ConfigErrors> {
     let error = |line, column, path: &str, message: String| ConfigError {
         file: file.to_string(),
@@ -185,6 +236,7 @@ pub fn load_str(
     let context = compile::Context {
         text: &expanded.text,
         dir: PathBuf::from(dir),
+        carry,
     };
     compile::compile(&context).map_err(|problems| {
         let mut errors: Vec<ConfigError> = problems

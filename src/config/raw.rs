@@ -15,6 +15,10 @@ use serde::{Deserialize, Deserializer};
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConfig {
     pub listen: Option<String>,
+    /// TLS on the traffic listener.
+    pub tls: Option<RawServerTls>,
+    /// The admin listener (health, readiness, metrics, effective config).
+    pub admin: Option<RawAdmin>,
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
     #[serde(default)]
@@ -83,7 +87,25 @@ pub(crate) struct RawLimits {
     pub timeout: Option<Dur>,
     pub connect_timeout: Option<Dur>,
     pub header_read_timeout: Option<Dur>,
+    pub idle_timeout: Option<Dur>,
     pub drain_timeout: Option<Dur>,
+    pub max_connections: Option<usize>,
+}
+
+/// `tls: { cert, key }`: PEM files, read at start and at every reload.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServerTls {
+    pub cert: String,
+    pub key: String,
+}
+
+/// `admin: { listen: 127.0.0.1:9901 }`, or `admin: { enabled: false }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub listen: Option<String>,
+    pub enabled: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -223,6 +245,9 @@ impl<'de> Deserialize<'de> for RawAuth {
 pub(crate) struct RawUpstream {
     pub url: String,
     pub ca_file: Option<String>,
+    /// A client certificate (and its key) for upstreams that ask for one (mTLS).
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -230,6 +255,8 @@ pub(crate) struct RawUpstream {
 struct RawUpstreamMap {
     url: String,
     ca_file: Option<String>,
+    client_cert: Option<String>,
+    client_key: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for RawUpstream {
@@ -238,12 +265,14 @@ impl<'de> Deserialize<'de> for RawUpstream {
         impl<'de> Visitor<'de> for V {
             type Value = RawUpstream;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an upstream URL such as `http://127.0.0.1:3000` or `builtin:courses`, or a map with `url` and `ca_file`")
+                f.write_str("an upstream URL such as `http://127.0.0.1:3000` or `builtin:courses`, or a map with `url`, `ca_file`, `client_cert` and `client_key`")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawUpstream, E> {
                 Ok(RawUpstream {
                     url: v.to_string(),
                     ca_file: None,
+                    client_cert: None,
+                    client_key: None,
                 })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawUpstream, A::Error> {
@@ -251,6 +280,8 @@ impl<'de> Deserialize<'de> for RawUpstream {
                 Ok(RawUpstream {
                     url: m.url,
                     ca_file: m.ca_file,
+                    client_cert: m.client_cert,
+                    client_key: m.client_key,
                 })
             }
         }

@@ -216,6 +216,7 @@ impl Demo {
   gateway     {gw}   /api/v1/courses and /echo, both need a token
   app         http://localhost:{app_port}   open it in a browser: Sign in, then the courses
   dev issuer  {issuer}   keys at /.well-known, loopback only
+  admin       {admin}   /healthz /readyz /metrics /config
 
 A token for the demo user (valid 8h):
 
@@ -232,6 +233,10 @@ Try:
             app_port = self.app.port(),
             issuer = self.issuer,
             token = self.token,
+            admin = self
+                .server
+                .admin_addr()
+                .map_or_else(|| "off".to_string(), |a| format!("http://{a}")),
         )
     }
 
@@ -244,6 +249,8 @@ Try:
 fn demo_config(listen: SocketAddr, app_port: u16, issuer_base: &str, audience: &str) -> String {
     format!(
         r#"listen: "{listen}"
+# A free loopback port: a demo never fails because another gateway holds 9901.
+admin: {{ listen: "127.0.0.1:0" }}
 cors:
   allowed_origins: ["http://localhost:{app_port}", "http://127.0.0.1:{app_port}"]
   allowed_headers: [Authorization, Content-Type, sentry-trace, baggage]

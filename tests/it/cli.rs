@@ -141,7 +141,7 @@ fn run_refuses_a_port_in_use_in_one_line() {
 fn run_serves_then_exits_0_on_sigterm() {
     let cfg = TempConfig::new(
         "run",
-        "listen: ${TEST_LISTEN}\nroutes:\n  - name: courses\n    match: { prefix: /api/v1/courses }\n    upstream: builtin:courses\n    auth: none\n",
+        "listen: ${TEST_LISTEN}\nadmin: { listen: 127.0.0.1:0 }\nroutes:\n  - name: courses\n    match: { prefix: /api/v1/courses }\n    upstream: builtin:courses\n    auth: none\n",
     );
     let mut child = bin()
         .args(["--log-format", "json", "run", "-c"])

@@ -67,6 +67,8 @@ pub async fn tutorial_gateway() -> (issuer::TestIssuer, Gateway) {
     (issuer, Gateway::start_plan(plan).await)
 }
 
+const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
+
 /// A gateway serving `yaml` (which should say `listen: 127.0.0.1:0`).
 pub struct Gateway {
     pub addr: SocketAddr,
@@ -81,7 +83,11 @@ impl Gateway {
         Gateway::start_plan(plan(yaml)).await
     }
 
-    pub async fn start_plan(plan: Plan) -> Gateway {
+    pub async fn start_plan(mut plan: Plan) -> Gateway {
+        // Tests run side by side: the default admin port would be taken by the first.
+        if plan.admin == Some(DEFAULT_ADMIN.parse().unwrap()) {
+            plan.admin = Some("127.0.0.1:0".parse().unwrap());
+        }
         let server = Server::bind(plan).await.expect("bind the gateway");
         let addr = server.local_addr().expect("local addr");
         let plan = server.plan();

@@ -1,0 +1,364 @@
+//! Prometheus metrics, through `prometheus-client` (one registry per server, so tests in one
+//! process do not share counters).
+//!
+//! Counters that only the request path knows (requests, auth failures, upstream errors) are
+//! kept here and bumped by the finish phase. What the plan knows (issuers' keys, the token
+//! cache) is read at scrape time by a collector, from whichever plan serves then.
+
+use std::fmt::Write as _;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::Method;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
+};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+use crate::config::Plan;
+
+/// The request's method, bounded: extension methods share one label value.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct MethodClass(&'static str);
+
+impl MethodClass {
+    pub fn of(m: &Method) -> MethodClass {
+        MethodClass(match *m {
+            Method::GET => "GET",
+            Method::HEAD => "HEAD",
+            Method::POST => "POST",
+            Method::PUT => "PUT",
+            Method::PATCH => "PATCH",
+            Method::DELETE => "DELETE",
+            Method::OPTIONS => "OPTIONS",
+            _ => "OTHER",
+        })
+    }
+}
+
+impl EncodeLabelValue for MethodClass {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.0)
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: MethodClass,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamErrorLabels {
+    route: String,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+/// Every metric of one server.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<RouteLabels, Histogram>,
+    auth_failures: Family<ReasonLabels, Counter>,
+    upstream_errors: Family<UpstreamErrorLabels, Counter>,
+    in_flight: Gauge,
+    connections: Gauge,
+    connections_refused: Counter,
+    reloads: Family<ResultLabels, Counter>,
+    /// Unix seconds of the last successful (re)load, for alerting on a stale config.
+    last_reload: Gauge<f64, std::sync::atomic::AtomicU64>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// What the finish phase reports of one request.
+pub struct RequestOutcome<'a> {
+    /// `-` when no route matched.
+    pub route: &'a str,
+    pub method: &'a Method,
+    pub status: u16,
+    pub duration: Duration,
+    /// The error code of a refused token (`invalid_token`, `insufficient_scope`, ...).
+    pub auth_failure: Option<&'static str>,
+    /// `connect`, `timeout` or `reset`.
+    pub upstream_error: Option<&'static str>,
+}
+
+impl Metrics {
+    /// Metrics for a server whose plan `plan` holds (read at each scrape).
+    pub fn new(plan: Arc<ArcSwap<Plan>>) -> Metrics {
+        let mut root = Registry::default();
+        let registry = root.sub_registry_with_prefix("cryptr_gateway");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests answered, by route (`-`: none matched), method and status",
+            requests.clone(),
+        );
+        // 100us to ~26s: a cached-token request sits at the bottom, a slow upstream at the top.
+        let duration = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                0.0001, 2.0, 19,
+            ))
+        });
+        registry.register_with_unit(
+            "request_duration",
+            "Time from the request head to the response head, by route",
+            prometheus_client::registry::Unit::Seconds,
+            duration.clone(),
+        );
+        let auth_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "auth_failures",
+            "Requests refused by token checks, by reason (the error code of the answer)",
+            auth_failures.clone(),
+        );
+        let upstream_errors = Family::<UpstreamErrorLabels, Counter>::default();
+        registry.register(
+            "upstream_errors",
+            "Requests whose upstream failed, by route and kind (connect, timeout, reset)",
+            upstream_errors.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "requests_in_flight",
+            "Requests being served, response bodies still streaming included",
+            in_flight.clone(),
+        );
+        let connections = Gauge::default();
+        registry.register(
+            "connections_open",
+            "Client connections open on the traffic listener",
+            connections.clone(),
+        );
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Client connections closed at once because limits.max_connections was reached",
+            connections_refused.clone(),
+        );
+        let reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Config reloads, by result (success, failure)",
+            reloads.clone(),
+        );
+        let last_reload = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "config_last_reload_success_timestamp_seconds",
+            "When the serving config was loaded (Unix time)",
+            last_reload.clone(),
+        );
+        last_reload.set(unix_now());
+        registry.register(
+            "build",
+            "The gateway's version",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        registry.register_collector(Box::new(PlanCollector { plan }));
+        Metrics {
+            registry: root,
+            requests,
+            duration,
+            auth_failures,
+            upstream_errors,
+            in_flight,
+            connections,
+            connections_refused,
+            reloads,
+            last_reload,
+        }
+    }
+
+    /// The finish phase's report of one request.
+    pub fn record(&self, o: &RequestOutcome<'_>) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: o.route.to_string(),
+                method: MethodClass::of(o.method),
+                status: o.status,
+            })
+            .inc();
+        self.duration
+            .get_or_create(&RouteLabels {
+                route: o.route.to_string(),
+            })
+            .observe(o.duration.as_secs_f64());
+        if let Some(reason) = o.auth_failure {
+            self.auth_failures
+                .get_or_create(&ReasonLabels { reason })
+                .inc();
+        }
+        if let Some(kind) = o.upstream_error {
+            self.upstream_errors
+                .get_or_create(&UpstreamErrorLabels {
+                    route: o.route.to_string(),
+                    kind,
+                })
+                .inc();
+        }
+    }
+
+    /// Counts a request in flight until the guard is dropped.
+    pub fn in_flight(&self) -> InFlight {
+        self.in_flight.inc();
+        InFlight(self.in_flight.clone())
+    }
+
+    /// Counts an open connection until the guard is dropped.
+    pub fn connection(&self) -> InFlight {
+        self.connections.inc();
+        InFlight(self.connections.clone())
+    }
+
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
+    pub fn reload(&self, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.reloads.get_or_create(&ResultLabels { result }).inc();
+        if ok {
+            self.last_reload.set(unix_now());
+        }
+    }
+
+    /// Open client connections now.
+    pub fn open_connections(&self) -> i64 {
+        self.connections.get()
+    }
+
+    /// Requests in flight now.
+    pub fn requests_in_flight(&self) -> i64 {
+        self.in_flight.get()
+    }
+
+    /// The Prometheus text format (0.0.4) of every metric.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::with_capacity(16 * 1024);
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Decrements its gauge when dropped.
+#[derive(Debug)]
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Reads, at each scrape, what the serving plan knows: its issuers' keys and its token cache.
+#[derive(Debug)]
+struct PlanCollector {
+    plan: Arc<ArcSwap<Plan>>,
+}
+
+impl Collector for PlanCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let plan = self.plan.load();
+        let auth = &plan.auth;
+        let mut seen = std::collections::HashSet::new();
+        let issuers: Vec<_> = auth
+            .issuers
+            .iter()
+            .filter(|i| seen.insert(i.iss.as_str()))
+            .map(|i| (i.iss.as_str(), auth.cache.status(&i.keys)))
+            .collect();
+
+        let mut fetches = encoder.encode_descriptor(
+            "jwks_fetches",
+            "JWKS fetches, by issuer and result (success, failure)",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (iss, s) in &issuers {
+            for (result, n) in [
+                ("success", s.fetches.saturating_sub(s.failures)),
+                ("failure", s.failures),
+            ] {
+                let labels = [("issuer", *iss), ("result", result)];
+                ConstCounter::new(n).encode(fetches.encode_family(&labels)?)?;
+            }
+        }
+
+        let mut keys = encoder.encode_descriptor(
+            "jwks_keys",
+            "Signing keys held, by issuer (0: none usable)",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (iss, s) in &issuers {
+            let n = i64::try_from(s.keys).unwrap_or(i64::MAX);
+            ConstGauge::new(n).encode(keys.encode_family(&[("issuer", *iss)])?)?;
+        }
+
+        let mut age = encoder.encode_descriptor(
+            "jwks_seconds_since_last_good_fetch",
+            "Seconds since the issuer's keys were last fetched successfully (absent: never)",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (iss, s) in &issuers {
+            if let Some(since) = s.since_last_good {
+                ConstGauge::new(since.as_secs_f64())
+                    .encode(age.encode_family(&[("issuer", *iss)])?)?;
+            }
+        }
+
+        if let Some(cache) = &auth.token_cache {
+            let stats = cache.stats();
+            let mut lookups = encoder.encode_descriptor(
+                "token_cache_lookups",
+                "Token cache lookups since the config was loaded, by result (hit, miss, bad_hit: a token refused moments ago)",
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for (result, n) in [
+                ("hit", stats.hits),
+                ("miss", stats.misses),
+                ("bad_hit", stats.bad_hits),
+            ] {
+                ConstCounter::new(n).encode(lookups.encode_family(&[("result", result)])?)?;
+            }
+        }
+        Ok(())
+    }
+}
