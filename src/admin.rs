@@ -78,7 +78,10 @@ fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         HEALTH_PATH => json(StatusCode::OK, &json!({"status": "ok"})),
         READY_PATH => {
             let plan = shared.plan();
-            let missing = readiness(&plan);
+            let mut missing = readiness(&plan);
+            if shared.is_draining() {
+                missing.insert(0, "shutting down: draining in-flight requests".into());
+            }
             if missing.is_empty() {
                 json(StatusCode::OK, &json!({"ready": true}))
             } else {

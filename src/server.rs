@@ -48,6 +48,8 @@ pub struct Shared {
     config_path: Option<PathBuf>,
     /// The key refreshers of the serving plan; one reload at a time.
     reload: tokio::sync::Mutex<Option<Refreshers>>,
+    /// Set when shutdown begins: readiness turns 503 so load balancers stop sending.
+    draining: std::sync::atomic::AtomicBool,
     /// When the last "connection limit reached" warning was logged (Unix seconds).
     limit_warned: AtomicU64,
     refused_since_warning: AtomicU64,
@@ -91,6 +93,7 @@ impl Server {
             plan,
             config_path,
             reload: tokio::sync::Mutex::new(None),
+            draining: std::sync::atomic::AtomicBool::new(false),
             limit_warned: AtomicU64::new(0),
             refused_since_warning: AtomicU64::new(0),
         });
@@ -134,9 +137,10 @@ impl Server {
         *shared.reload.lock().await = Some(plan.auth.start_refreshers());
         let (stop_tx, stop_rx) = watch::channel(false);
         let tracker = TaskTracker::new();
-        if let Some(admin) = admin {
-            tracker.spawn(crate::admin::serve(admin, shared.clone(), stop_rx.clone()));
-        }
+        // The admin listener outlives the drain: probes and scrapes see it through.
+        let (admin_stop, admin_stopped) = watch::channel(false);
+        let admin_task = admin
+            .map(|admin| tokio::spawn(crate::admin::serve(admin, shared.clone(), admin_stopped)));
         let _reloader = shared
             .config_path
             .clone()
@@ -175,6 +179,7 @@ impl Server {
             }
         }
         drop(listener);
+        shared.draining.store(true, Ordering::Relaxed);
         let drain = shared.plan().limits.drain_timeout;
         tracing::info!(
             ?drain,
@@ -186,6 +191,10 @@ impl Server {
             () = tracker.wait() => tracing::info!("drained: all connections closed"),
             () = tokio::time::sleep(drain) => tracing::warn!(?drain, "drain timeout reached: closing the remaining connections"),
         }
+        let _ = admin_stop.send(true);
+        if let Some(task) = admin_task {
+            let _ = task.await;
+        }
         shared.reload.lock().await.take();
     }
 }
@@ -194,6 +203,11 @@ impl Shared {
     /// The plan serving now.
     pub fn plan(&self) -> Arc<Plan> {
         self.plan.load_full()
+    }
+
+    /// True once shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     /// The plan's holder, for what reads it at its own pace (the metrics collector).

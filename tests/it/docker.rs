@@ -283,7 +283,7 @@ fn compose_publishes_the_vue_app_on_its_own_url() {
 }
 
 #[test]
-fn the_image_exposes_and_health_checks_the_port_compose_publishes() {
+fn the_image_exposes_the_published_port_and_health_checks_the_admin_endpoint() {
     let compose = compose();
     let dockerfile = final_stage(&compose, "gateway");
     let [published] = ports(&compose, "gateway")[..] else {
@@ -294,7 +294,16 @@ fn the_image_exposes_and_health_checks_the_port_compose_publishes() {
         .iter()
         .find(|(keyword, _)| keyword == "HEALTHCHECK")
         .expect("a HEALTHCHECK");
-    assert_eq!(health_port(&check.1), published.container);
+    // The admin listener of gateway.yaml as the container runs it, asked for /healthz.
+    let plan = gateway_plan(&gateway_env(&compose, &Env::new())).unwrap();
+    let admin = plan.admin.expect("the admin listener is on");
+    assert!(
+        admin.ip().is_loopback(),
+        "{admin}: the check runs inside the container"
+    );
+    assert_eq!(health_port(&check.1), admin.port());
+    let request = format!("GET {} HTTP/1.1", cryptr_gateway::admin::HEALTH_PATH);
+    assert!(check.1.contains(&request), "{}", check.1);
 }
 
 #[test]

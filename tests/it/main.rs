@@ -1,15 +1,18 @@
 //! Integration tests: one binary, a module per area, everything over real sockets.
 
+mod admin;
 mod auth;
 mod browser;
 mod builtins;
 mod cli;
 mod config;
+mod connections;
 mod cors;
 mod demo;
 mod docker;
 mod explain;
 mod failures;
+mod k8s;
 mod proxy;
 mod routing;
 mod shutdown;

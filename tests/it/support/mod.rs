@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use cryptr_gateway::body::{self, Body};
 use cryptr_gateway::config::{self, ConfigErrors, Plan};
-use cryptr_gateway::server::Server;
+use cryptr_gateway::server::{Server, Shared};
 use http::{HeaderMap, Request, Response, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -72,8 +72,12 @@ const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
 /// A gateway serving `yaml` (which should say `listen: 127.0.0.1:0`).
 pub struct Gateway {
     pub addr: SocketAddr,
-    /// The plan it serves, to read its counters.
+    /// The admin listener (on a free port unless the config names one).
+    pub admin: Option<SocketAddr>,
+    /// The plan it served at start, to read its counters (`shared.plan()` after a reload).
     pub plan: Arc<Plan>,
+    /// Plan holder, metrics and reloads.
+    pub shared: Arc<Shared>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -83,21 +87,40 @@ impl Gateway {
         Gateway::start_plan(plan(yaml)).await
     }
 
-    pub async fn start_plan(mut plan: Plan) -> Gateway {
+    pub async fn start_plan(plan: Plan) -> Gateway {
+        Gateway::start_with(plan, None).await
+    }
+
+    /// A gateway serving the config file at `path`, which it reloads on change.
+    pub async fn start_file(path: &Path) -> Gateway {
+        let plan = match config::load_file(path) {
+            Ok(p) => p,
+            Err(e) => panic!("test config does not compile:\n{e}"),
+        };
+        Gateway::start_with(plan, Some(path.to_path_buf())).await
+    }
+
+    async fn start_with(mut plan: Plan, file: Option<std::path::PathBuf>) -> Gateway {
         // Tests run side by side: the default admin port would be taken by the first.
         if plan.admin == Some(DEFAULT_ADMIN.parse().unwrap()) {
             plan.admin = Some("127.0.0.1:0".parse().unwrap());
         }
-        let server = Server::bind(plan).await.expect("bind the gateway");
+        let server = Server::bind_with_config(plan, file)
+            .await
+            .expect("bind the gateway");
         let addr = server.local_addr().expect("local addr");
+        let admin = server.admin_addr();
         let plan = server.plan();
+        let shared = server.shared();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(async {
             let _ = rx.await;
         }));
         Gateway {
             addr,
+            admin,
             plan,
+            shared,
             shutdown: Some(tx),
             task: Some(task),
         }
@@ -105,6 +128,26 @@ impl Gateway {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!(
+            "http://{}{}",
+            self.admin.expect("the admin listener is on"),
+            path
+        )
+    }
+
+    /// The admin listener's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        client()
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics body")
     }
 
     /// Sends the shutdown signal and returns the serving task, which ends once drained.
@@ -378,4 +421,18 @@ impl Drop for KillOnDrop {
             let _ = self.0.wait();
         }
     }
+}
+
+/// The value of the sample `name{labels}` in Prometheus text, where `labels` is the exact
+/// label text (`route="r",status="200"`), or `None` when absent; `labels` empty for none.
+pub fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
+    let wanted = if labels.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name}{{{labels}}}")
+    };
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (key, value) = l.rsplit_once(' ')?;
+        (key == wanted).then(|| value.parse().ok()).flatten()
+    })
 }
