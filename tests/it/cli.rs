@@ -167,6 +167,25 @@ fn run_serves_then_exits_0_on_sigterm() {
     };
     let res = reqwest::blocking_get(&format!("http://{addr}/api/v1/courses"));
     assert_eq!(res, 200);
+    // The access log line, as a collector reads it.
+    let access = loop {
+        let line = lines.next().expect("no access log line").unwrap();
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if json["target"] == "access" {
+            break json;
+        }
+    };
+    for field in ["timestamp", "request_id", "duration_ms", "upstream_ms"] {
+        assert!(!access[field].is_null(), "{field} in {access}");
+    }
+    assert_eq!(access["request_id"].as_str().map(str::len), Some(32), "{access}");
+    assert_eq!(access["route"], "courses");
+    assert_eq!(access["method"], "GET");
+    assert_eq!(access["path"], "/api/v1/courses");
+    assert_eq!(access["status"], 200);
+    assert_eq!(access["upstream"], "builtin:courses");
+    assert_eq!(access["auth"], "-");
+    assert_eq!(access["sub"], "-");
     let killed = Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
         .status()
