@@ -168,7 +168,7 @@ fn build_client(tls: &UpstreamTls, settings: &ClientSettings) -> Result<HttpClie
 /// Which side failed, read from the error's chain: our limit on the client's body, the client's
 /// body itself, the connection to the upstream, or the upstream's answer.
 fn classify(err: hyper_util::client::legacy::Error, max_body: u64) -> GatewayError {
-    if err.is_connect() {
+    if err.is_connect() || tls_refused(&err) {
         return GatewayError::UpstreamUnavailable(err.into());
     }
     match body_fault(&err) {
@@ -176,6 +176,21 @@ fn classify(err: hyper_util::client::legacy::Error, max_body: u64) -> GatewayErr
         Some(BodyFault::Client) => GatewayError::ClientBody(err.into()),
         None => GatewayError::UpstreamProtocol(err.into()),
     }
+}
+
+/// The upstream's TLS refused us with an alert. In TLS 1.3 a server checks a client
+/// certificate after the client's side of the handshake is done, so a refused (or missing)
+/// client certificate arrives as the first read: it is still a connection that could not be
+/// made, not an answer that went wrong.
+fn tls_refused(err: &(dyn StdError + 'static)) -> bool {
+    chain(err).any(|e| {
+        let tls = e.downcast_ref::<rustls::Error>().or_else(|| {
+            e.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        matches!(tls, Some(rustls::Error::AlertReceived(_)))
+    })
 }
 
 /// Maps an error read from a client's body (in a built-in upstream) to its answer.

@@ -459,8 +459,10 @@ impl Conn {
 /// included, and none for HTTP/2: a slow head and an idle keep-alive need different bounds.
 struct Activity {
     start: tokio::time::Instant,
-    /// Milliseconds since `start`.
-    last_io: AtomicU64,
+    /// When the last request ended (milliseconds since `start`; 0 before the first). Idleness
+    /// is counted from here, not from the last byte: HTTP/2 pings (ours every 30 s) and their
+    /// answers are not use.
+    last_done: AtomicU64,
     /// When the first byte of a head arrived with no request open; `u64::MAX`: none.
     head_started: AtomicU64,
     /// Requests open (from head to the end of the response body).
@@ -475,7 +477,7 @@ impl Activity {
     fn new() -> Activity {
         Activity {
             start: tokio::time::Instant::now(),
-            last_io: AtomicU64::new(0),
+            last_done: AtomicU64::new(0),
             // A connection that says nothing is a head that does not arrive.
             head_started: AtomicU64::new(0),
             open: std::sync::atomic::AtomicUsize::new(0),
@@ -488,17 +490,17 @@ impl Activity {
     }
 
     fn read(&self) {
-        let now = self.now();
-        self.last_io.store(now, Ordering::Relaxed);
-        if self.open.load(Ordering::Relaxed) == 0 {
-            let _ =
-                self.head_started
-                    .compare_exchange(NONE, now, Ordering::Relaxed, Ordering::Relaxed);
+        // Only the first byte after a request ends matters: one load on every other read.
+        if self.open.load(Ordering::Relaxed) == 0
+            && self.head_started.load(Ordering::Relaxed) == NONE
+        {
+            let _ = self.head_started.compare_exchange(
+                NONE,
+                self.now(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
         }
-    }
-
-    fn wrote(&self) {
-        self.last_io.store(self.now(), Ordering::Relaxed);
     }
 
     fn request_started(self: &Arc<Self>, h2: bool) -> RequestGuard {
@@ -527,7 +529,7 @@ impl Activity {
                     }
                     started + head_ms
                 } else {
-                    let last = self.last_io.load(Ordering::Relaxed);
+                    let last = self.last_done.load(Ordering::Relaxed);
                     if now >= last + idle_ms {
                         return Verdict::Idle;
                     }
@@ -544,12 +546,12 @@ struct RequestGuard(Arc<Activity>);
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        self.0.last_io.store(self.0.now(), Ordering::Relaxed);
+        self.0.last_done.store(self.0.now(), Ordering::Relaxed);
         self.0.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-/// The client's IO, reporting activity.
+/// The client's IO, reporting the first byte of each request head.
 struct Watched<T> {
     inner: T,
     activity: Arc<Activity>,
@@ -576,11 +578,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let res = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.wrote();
-        }
-        res
+        Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -588,11 +586,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.wrote();
-        }
-        res
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
