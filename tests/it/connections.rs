@@ -222,3 +222,36 @@ async fn the_gateways_own_errors_carry_the_request_id() {
     assert_eq!(res.status(), 404);
     assert_eq!(res.headers()["x-request-id"], "trace-me");
 }
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_after_idle_timeout() {
+    // HTTP/2 has no head to wait for between requests: idleness alone ends it, with GOAWAY.
+    let gw = Gateway::start(&yaml("  header_read_timeout: 200ms\n  idle_timeout: 1s\n")).await;
+    let stream = TcpStream::connect(gw.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let driver = tokio::spawn(conn);
+    let req = http::Request::get(format!("http://{}/h2", gw.addr))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let res = sender.send_request(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.version(), http::Version::HTTP_2);
+    drop(res);
+    let idle_from = tokio::time::Instant::now();
+    // The gateway sends GOAWAY and closes: the client's connection task ends.
+    let ended = tokio::time::timeout(Duration::from_secs(10), driver).await;
+    assert!(
+        ended.is_ok(),
+        "the idle h2 connection is still open after 10s"
+    );
+    assert!(
+        idle_from.elapsed() >= Duration::from_millis(700),
+        "closed after {:?}, before idle_timeout",
+        idle_from.elapsed()
+    );
+}
