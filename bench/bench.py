@@ -232,6 +232,7 @@ backend be
 
     def gateway_config(port, cache):
         return f"""listen: 127.0.0.1:{port}
+admin: {{ listen: "127.0.0.1:0" }}
 token_cache: {"on" if cache else "off"}
 issuers:
   bench:
