@@ -71,7 +71,15 @@ impl Plan {
     /// One line per route, for `check`.
     pub fn summary(&self) -> String {
         use std::fmt::Write;
-        let mut out = format!("listen {}, {} route(s):\n", self.listen, self.routes.len());
+        let tls = if self.tls.is_some() { " (TLS)" } else { "" };
+        let admin = self
+            .admin
+            .map_or_else(|| "off".to_string(), |a| a.to_string());
+        let mut out = format!(
+            "listen {}{tls}, admin {admin}, {} route(s):\n",
+            self.listen,
+            self.routes.len()
+        );
         let width = self.routes.iter().map(|r| r.name.len()).max().unwrap_or(0);
         for (i, r) in self.routes.iter().enumerate() {
             let kind = match r.path {
