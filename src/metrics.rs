@@ -171,6 +171,10 @@ impl Metrics {
             "Config reloads, by result (success, failure)",
             reloads.clone(),
         );
+        // Both series exist from the start: an alert on failures sees 0, not nothing.
+        for result in ["success", "failure"] {
+            let _ = reloads.get_or_create(&ResultLabels { result });
+        }
         let last_reload = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "config_last_reload_success_timestamp_seconds",

@@ -18,6 +18,74 @@ use crate::server::Shared;
 /// Quiet time after the last event before the file is read.
 const DEBOUNCE: Duration = Duration::from_millis(250);
 
+/// The triggers of one server's reloads, set up when it binds: a SIGHUP or a save that
+/// comes between the start and the first request is not lost.
+pub struct Triggers {
+    path: PathBuf,
+    watcher: Option<notify::RecommendedWatcher>,
+    events: mpsc::Receiver<()>,
+    hangup: Hangup,
+}
+
+impl Triggers {
+    /// Watches `path`'s folder and listens for SIGHUP, from now on (events wait until
+    /// [`Triggers::spawn`]).
+    pub fn new(path: PathBuf) -> Triggers {
+        let (tx, events) = mpsc::channel::<()>(1);
+        Triggers {
+            watcher: start_watcher(&path, tx),
+            hangup: hangup_signal(),
+            events,
+            path,
+        }
+    }
+
+    /// Reloads `path` into `shared` on SIGHUP and when the file's text differs from the
+    /// serving plan's, until `stop` says so or the returned guard is dropped.
+    pub fn spawn(self, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) -> Reloader {
+        let Triggers {
+            path,
+            watcher,
+            mut events,
+            mut hangup,
+        } = self;
+        let task = tokio::spawn(async move {
+            // A save between the first read and the watcher's start: caught here.
+            let mut forced = false;
+            // The text of the last refused reload: retried on SIGHUP, not on every event.
+            let mut refused: Option<String> = None;
+            loop {
+                let current = std::fs::read_to_string(&path).ok();
+                let serving = shared.plan().source_text.clone();
+                let changed = current.as_deref() != serving.as_deref() && current != refused;
+                if forced || changed {
+                    // Failures are logged and counted by `reload` itself.
+                    refused = match shared.reload().await {
+                        Ok(()) => None,
+                        Err(_) => current,
+                    };
+                }
+                forced = tokio::select! {
+                    Some(()) = events.recv() => false,
+                    Some(()) = recv_signal(&mut hangup) => {
+                        tracing::info!("SIGHUP received: reloading the config");
+                        true
+                    }
+                    _ = stop.changed() => return,
+                };
+                if !forced {
+                    // A save is a burst of events: wait until it is over.
+                    while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, events.recv()).await {}
+                }
+            }
+        });
+        Reloader {
+            _watcher: watcher,
+            task,
+        }
+    }
+}
+
 /// Stops the watcher and the signal listener when dropped.
 pub struct Reloader {
     _watcher: Option<notify::RecommendedWatcher>,
@@ -27,42 +95,6 @@ pub struct Reloader {
 impl Drop for Reloader {
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-/// Starts reloading `path` into `shared` on SIGHUP and when the file changes, until `stop`
-/// says so or the returned guard is dropped.
-pub fn spawn(shared: Arc<Shared>, path: PathBuf, mut stop: watch::Receiver<bool>) -> Reloader {
-    let (tx, mut events) = mpsc::channel::<()>(1);
-    let watcher = start_watcher(&path, tx);
-    let task = tokio::spawn(async move {
-        let mut last_text = std::fs::read(&path).ok();
-        let mut hangup = hangup_signal();
-        loop {
-            let forced = tokio::select! {
-                Some(()) = events.recv() => false,
-                Some(()) = recv_signal(&mut hangup) => {
-                    tracing::info!("SIGHUP received: reloading the config");
-                    true
-                }
-                _ = stop.changed() => return,
-            };
-            if !forced {
-                // A save is a burst of events: wait until it is over.
-                while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, events.recv()).await {}
-            }
-            let text = std::fs::read(&path).ok();
-            if !forced && text == last_text {
-                continue;
-            }
-            last_text = text;
-            // Failures are logged and counted by `reload` itself.
-            let _ = shared.reload().await;
-        }
-    });
-    Reloader {
-        _watcher: watcher,
-        task,
     }
 }
 

@@ -38,6 +38,7 @@ pub struct Server {
     listener: TcpListener,
     admin: Option<TcpListener>,
     shared: Arc<Shared>,
+    reload: Option<crate::reload::Triggers>,
 }
 
 /// What every connection, the admin listener and the reloader share.
@@ -87,6 +88,8 @@ impl Server {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
+        // Before anyone can know the server is up: a SIGHUP from then on reloads, never kills.
+        let reload = config_path.clone().map(crate::reload::Triggers::new);
         let plan = Arc::new(ArcSwap::from_pointee(plan));
         let shared = Arc::new(Shared {
             metrics: Metrics::new(plan.clone()),
@@ -101,6 +104,7 @@ impl Server {
             listener,
             admin,
             shared,
+            reload,
         })
     }
 
@@ -130,6 +134,7 @@ impl Server {
             listener,
             admin,
             shared,
+            reload,
         } = self;
         let plan = shared.plan();
         start_dev_issuer(&plan, None);
@@ -141,10 +146,7 @@ impl Server {
         let (admin_stop, admin_stopped) = watch::channel(false);
         let admin_task = admin
             .map(|admin| tokio::spawn(crate::admin::serve(admin, shared.clone(), admin_stopped)));
-        let _reloader = shared
-            .config_path
-            .clone()
-            .map(|path| crate::reload::spawn(shared.clone(), path, stop_rx.clone()));
+        let _reloader = reload.map(|r| r.spawn(shared.clone(), stop_rx.clone()));
         let builder = connection_builder();
         tokio::pin!(shutdown);
         loop {

@@ -409,6 +409,7 @@ pub(super) fn compile(cx: &Context<'_>) -> Result<Plan, Vec<Problem>> {
                 routes: routes.into_iter().map(|(_, r)| Arc::new(r)).collect(),
                 cors: plan_cors,
                 dev_issuer,
+                source_text: None,
                 auth: AuthPlan {
                     clock: Clock::system(),
                     cache,

@@ -41,6 +41,8 @@ pub struct Plan {
     pub dev_issuer: Option<Arc<crate::demo::DevIssuer>>,
     /// Issuers, their key caches, and the clock tokens are judged by.
     pub auth: crate::auth::AuthPlan,
+    /// The file's text as it was compiled (for a file), so a reload can tell a change.
+    pub source_text: Option<Arc<str>>,
 }
 
 /// Server-wide bounds (per-route ones live on [`Route`]).
@@ -204,7 +206,9 @@ pub fn load_file_with(path: &Path, carry: Option<&Carry>) -> Result<Plan, Config
         }])
     })?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    load_str_with(&text, &file, &dir, &|name| std::env::var(name).ok(), carry)
+    let mut plan = load_str_with(&text, &file, &dir, &|name| std::env::var(name).ok(), carry)?;
+    plan.source_text = Some(Arc::from(text));
+    Ok(plan)
 }
 
 /// Compiles config `text` named `file` (for messages), looking variables up with `env` and

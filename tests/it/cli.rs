@@ -178,7 +178,11 @@ fn run_serves_then_exits_0_on_sigterm() {
     for field in ["timestamp", "request_id", "duration_ms", "upstream_ms"] {
         assert!(!access[field].is_null(), "{field} in {access}");
     }
-    assert_eq!(access["request_id"].as_str().map(str::len), Some(32), "{access}");
+    assert_eq!(
+        access["request_id"].as_str().map(str::len),
+        Some(32),
+        "{access}"
+    );
     assert_eq!(access["route"], "courses");
     assert_eq!(access["method"], "GET");
     assert_eq!(access["path"], "/api/v1/courses");

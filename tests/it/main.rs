@@ -14,6 +14,7 @@ mod explain;
 mod failures;
 mod k8s;
 mod proxy;
+mod reload;
 mod routing;
 mod shutdown;
 mod streaming;
