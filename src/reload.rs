@@ -3,8 +3,10 @@
 //! The watcher watches the file's folder, not the file: editors save by renaming a new file
 //! over the old one, and Kubernetes updates a mounted ConfigMap by swapping a `..data`
 //! symlink, and both replace the watched inode. Events are debounced (a save is several
-//! events) and a reload happens only when the file's text changed, so unrelated files in the
-//! folder cost a read, not a reload.
+//! events) and a reload happens only when the file's text, or the listener's certificate or
+//! key, differs from what the serving plan was built from, so unrelated files in the folder
+//! cost a read, not a reload. The certificate's folder is watched too: a renewal needs no
+//! SIGHUP.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,12 +30,16 @@ pub struct Triggers {
 }
 
 impl Triggers {
-    /// Watches `path`'s folder and listens for SIGHUP, from now on (events wait until
-    /// [`Triggers::spawn`]).
-    pub fn new(path: PathBuf) -> Triggers {
+    /// Watches `path`'s folder (and the folders of `tls` files, so a renewed certificate
+    /// is loaded) and listens for SIGHUP, from now on (events wait until [`Triggers::spawn`]).
+    pub fn new(path: PathBuf, tls: Option<&crate::tls::ServerTls>) -> Triggers {
         let (tx, events) = mpsc::channel::<()>(1);
+        let mut files = vec![path.as_path()];
+        if let Some(tls) = tls {
+            files.extend([tls.cert.as_path(), tls.key.as_path()]);
+        }
         Triggers {
-            watcher: start_watcher(&path, tx),
+            watcher: start_watcher(&files, tx),
             hangup: hangup_signal(),
             events,
             path,
@@ -56,8 +62,11 @@ impl Triggers {
             let mut refused: Option<String> = None;
             loop {
                 let current = std::fs::read_to_string(&path).ok();
-                let serving = shared.plan().source_text.clone();
-                let changed = current.as_deref() != serving.as_deref() && current != refused;
+                let plan = shared.plan();
+                let changed = (current.as_deref() != plan.source_text.as_deref()
+                    || plan.tls.as_ref().is_some_and(|t| t.files_changed()))
+                    && current != refused;
+                drop(plan);
                 if forced || changed {
                     // Failures are logged and counted by `reload` itself.
                     refused = match shared.reload().await {
@@ -98,11 +107,7 @@ impl Drop for Reloader {
     }
 }
 
-fn start_watcher(path: &Path, tx: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
-    let folder = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+fn start_watcher(files: &[&Path], tx: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
     let mut watcher =
         match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             if let Ok(e) = event {
@@ -118,9 +123,19 @@ fn start_watcher(path: &Path, tx: mpsc::Sender<()>) -> Option<notify::Recommende
                 return None;
             }
         };
-    if let Err(e) = watcher.watch(&folder, RecursiveMode::NonRecursive) {
-        tracing::warn!(folder = %folder.display(), error = %e, "cannot watch the config file's folder; reload with SIGHUP");
-        return None;
+    let mut folders: Vec<PathBuf> = files
+        .iter()
+        .map(|f| match f.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        })
+        .collect();
+    folders.sort();
+    folders.dedup();
+    for folder in folders {
+        if let Err(e) = watcher.watch(&folder, RecursiveMode::NonRecursive) {
+            tracing::warn!(folder = %folder.display(), error = %e, "cannot watch this folder for changes; reload with SIGHUP");
+        }
     }
     Some(watcher)
 }

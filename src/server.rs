@@ -89,7 +89,9 @@ impl Server {
             None => None,
         };
         // Before anyone can know the server is up: a SIGHUP from then on reloads, never kills.
-        let reload = config_path.clone().map(crate::reload::Triggers::new);
+        let reload = config_path
+            .clone()
+            .map(|path| crate::reload::Triggers::new(path, plan.tls.as_ref()));
         let plan = Arc::new(ArcSwap::from_pointee(plan));
         let shared = Arc::new(Shared {
             metrics: Metrics::new(plan.clone()),

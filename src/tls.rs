@@ -85,6 +85,8 @@ pub struct ServerTls {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub acceptor: tokio_rustls::TlsAcceptor,
+    /// The files' bytes as loaded, so a reload can tell a renewed certificate.
+    loaded: Vec<u8>,
 }
 
 impl std::fmt::Debug for ServerTls {
@@ -99,6 +101,7 @@ impl std::fmt::Debug for ServerTls {
 impl ServerTls {
     /// Reads and checks the pair; errors are sentences for `check` to print.
     pub fn load(cert: PathBuf, key: PathBuf) -> Result<ServerTls, String> {
+        let loaded = ServerTls::read_files(&cert, &key);
         let chain = read_certs(&cert, "tls.cert")?;
         let private = read_key(&key, "tls.key")?;
         let mut config = rustls::ServerConfig::builder_with_provider(provider())
@@ -112,6 +115,18 @@ impl ServerTls {
             cert,
             key,
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            loaded,
         })
+    }
+
+    fn read_files(cert: &Path, key: &Path) -> Vec<u8> {
+        let mut bytes = std::fs::read(cert).unwrap_or_default();
+        bytes.extend(std::fs::read(key).unwrap_or_default());
+        bytes
+    }
+
+    /// True when the certificate or key files no longer hold what was loaded (a renewal).
+    pub fn files_changed(&self) -> bool {
+        ServerTls::read_files(&self.cert, &self.key) != self.loaded
     }
 }

@@ -255,6 +255,47 @@ async fn listener_serves_tls_with_h2_and_http1_by_alpn() {
     }
 }
 
+#[tokio::test]
+async fn a_renewed_certificate_is_served_without_a_restart() {
+    let old_ca = Ca::new("old CA");
+    let new_ca = Ca::new("renewed CA");
+    let dir = TempDir::new("renewal");
+    let old = old_ca.server(&["localhost"]);
+    dir.write("cert.pem", &old.cert_pem);
+    dir.write("key.pem", &old.key_pem);
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        tls_listener_config("builtin:echo", "admin: { listen: 127.0.0.1:0 }\n"),
+    )
+    .unwrap();
+    let gw = Gateway::start_file(&config).await;
+    let trusting = |ca: &Ca| client_config(&ca.der(), &[&rustls::version::TLS13], &[b"http/1.1"]);
+    let tls = tls_connect(gw.addr, trusting(&old_ca)).await.unwrap();
+    assert_eq!(get(tls, "/old").await.1, StatusCode::OK);
+
+    // A renewal as cert-manager or certbot does it: new files, the config untouched.
+    let renewed = new_ca.server(&["localhost"]);
+    dir.write("key.pem.new", &renewed.key_pem);
+    dir.write("cert.pem.new", &renewed.cert_pem);
+    std::fs::rename(dir.path().join("key.pem.new"), dir.path().join("key.pem")).unwrap();
+    std::fs::rename(dir.path().join("cert.pem.new"), dir.path().join("cert.pem")).unwrap();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(tls) = tls_connect(gw.addr, trusting(&new_ca)).await {
+            assert_eq!(get(tls, "/renewed").await.1, StatusCode::OK);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the renewed certificate is not served after 10s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(tls_connect(gw.addr, trusting(&old_ca)).await.is_err());
+}
+
 /// Sends `garbage` on a fresh TCP connection and reads until the gateway closes it.
 async fn send_garbage(addr: SocketAddr, garbage: &[u8]) -> Vec<u8> {
     let mut stream = TcpStream::connect(addr).await.unwrap();
