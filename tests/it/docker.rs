@@ -613,7 +613,7 @@ fn uncommented(yaml: &str) -> String {
 }
 
 /// A Dockerfile as `(KEYWORD, arguments)`, continuation lines joined, comments dropped.
-fn instructions(dockerfile: &str) -> Vec<(String, String)> {
+pub(crate) fn instructions(dockerfile: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut current = String::new();
     for line in dockerfile.lines() {

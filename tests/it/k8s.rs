@@ -574,26 +574,7 @@ fn uncommented(yaml: &str) -> String {
 /// docker/Dockerfile's last stage as `(KEYWORD, arguments)`, comments dropped and continuation
 /// lines joined.
 fn dockerfile_final_stage() -> Vec<(String, String)> {
-    let mut steps = Vec::new();
-    let mut current = String::new();
-    for line in read(&repo().join("docker/Dockerfile")).lines() {
-        let trimmed = line.trim();
-        if trimmed.starts_with('#') || (trimmed.is_empty() && current.is_empty()) {
-            continue;
-        }
-        match trimmed.strip_suffix('\\') {
-            Some(part) => {
-                current.push_str(part);
-                current.push(' ');
-            }
-            None => {
-                current.push_str(trimmed);
-                let (keyword, args) = current.split_once(' ').unwrap_or((&current, ""));
-                steps.push((keyword.to_uppercase(), args.trim().to_string()));
-                current.clear();
-            }
-        }
-    }
+    let mut steps = crate::docker::instructions(&read(&repo().join("docker/Dockerfile")));
     let last = steps.iter().rposition(|(k, _)| k == "FROM").unwrap();
     steps.split_off(last)
 }
