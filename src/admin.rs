@@ -191,6 +191,7 @@ pub fn effective_config(plan: &Plan) -> Value {
                 "preserve_host": r.preserve_host,
                 "timeout": humantime::format_duration(r.timeout).to_string(),
                 "max_body": r.max_body,
+                "max_concurrent_requests": r.concurrency.limit,
             })
         })
         .collect();
@@ -245,6 +246,7 @@ pub fn effective_config(plan: &Plan) -> Value {
             "idle_timeout": humantime::format_duration(l.idle_timeout).to_string(),
             "drain_timeout": humantime::format_duration(l.drain_timeout).to_string(),
             "max_connections": l.max_connections,
+            "max_uri_length": l.max_uri_length,
         },
         "dev_issuer": plan.dev_issuer.is_some(),
         "token_cache": plan.auth.token_cache.is_some(),

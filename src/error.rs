@@ -35,6 +35,10 @@ pub enum GatewayError {
     JwksUnavailable { retry_after: Duration },
     #[error("request headers over the limit")]
     HeadersTooLarge,
+    #[error("request target over the limit")]
+    UriTooLong,
+    #[error("the route has its maximum of requests in flight")]
+    RouteOverloaded,
     #[error("request body over the route's limit of {limit} bytes")]
     BodyTooLarge { limit: u64 },
     #[error("the client's request body failed: {0}")]
@@ -57,6 +61,8 @@ impl GatewayError {
             GatewayError::JwksUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::InvalidPath(_) | GatewayError::ClientBody(_) => StatusCode::BAD_REQUEST,
             GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            GatewayError::UriTooLong => StatusCode::URI_TOO_LONG,
+            GatewayError::RouteOverloaded => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UpstreamUnavailable(_) | GatewayError::UpstreamProtocol(_) => {
                 StatusCode::BAD_GATEWAY
@@ -75,6 +81,8 @@ impl GatewayError {
             GatewayError::JwksUnavailable { .. } => "jwks_unavailable",
             GatewayError::InvalidPath(_) => "invalid_path",
             GatewayError::HeadersTooLarge => "headers_too_large",
+            GatewayError::UriTooLong => "uri_too_long",
+            GatewayError::RouteOverloaded => "route_overloaded",
             GatewayError::BodyTooLarge { .. } => "body_too_large",
             GatewayError::ClientBody(_) => "bad_request_body",
             GatewayError::UpstreamUnavailable(_) => "upstream_unavailable",
@@ -103,6 +111,12 @@ impl GatewayError {
             GatewayError::InvalidPath(e) => e.describe().into(),
             GatewayError::HeadersTooLarge => {
                 "the request headers are larger or more numerous than this gateway accepts".into()
+            }
+            GatewayError::UriTooLong => {
+                "the request's path and query are longer than this gateway accepts".into()
+            }
+            GatewayError::RouteOverloaded => {
+                "this route is serving as many requests as it may; try again shortly".into()
             }
             GatewayError::BodyTooLarge { limit } => {
                 format!("the request body is larger than this route accepts ({limit} bytes)")
@@ -173,6 +187,9 @@ impl GatewayError {
             GatewayError::JwksUnavailable { retry_after } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
             }
+            GatewayError::RouteOverloaded => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
             _ => {}
         }
         res
@@ -223,6 +240,8 @@ mod tests {
                 "invalid_path",
             ),
             (GatewayError::HeadersTooLarge, 431, "headers_too_large"),
+            (GatewayError::UriTooLong, 414, "uri_too_long"),
+            (GatewayError::RouteOverloaded, 503, "route_overloaded"),
             (
                 AuthFailure::new(AuthCode::HeaderMissing, "send a token").into(),
                 401,

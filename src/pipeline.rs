@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use tower_http::timeout::TimeoutBody;
 
 use crate::auth::{self, Identity};
-use crate::body::{Body, BoxError};
+use crate::body::{Body, BoxError, Holding};
 use crate::config::Plan;
 use crate::cors;
 use crate::error::GatewayError;
@@ -124,15 +124,25 @@ async fn flow(
     parts
         .headers
         .insert(crate::request_id::X_REQUEST_ID, trace.request_id.clone());
+    // Taken last: a request refused before this point never counts against its route.
+    let permit = route
+        .concurrency
+        .try_acquire()
+        .ok_or(GatewayError::RouteOverloaded)?;
     let sent = Instant::now();
     let res = forward(route, Request::from_parts(parts, body)).await;
     trace.upstream_time = Some(sent.elapsed());
-    Ok(decorate(res?, route))
+    // Held until the response body is done: a streaming answer still occupies the upstream.
+    Ok(decorate(res?, route).map(|b| Holding::new(b, permit).boxed_unsync()))
 }
 
-/// Headers are bounded in total size and count; hyper's own limits sit above these so that a
-/// client over them gets our JSON 431, not a bare one.
+/// The request target is bounded in length, headers in total size and count; hyper's own
+/// limits sit above these so that a client over them gets our JSON answer, not a bare one.
 fn check_header_limits(req: &Request<Incoming>, plan: &Plan) -> Result<(), GatewayError> {
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if target > plan.limits.max_uri_length {
+        return Err(GatewayError::UriTooLong);
+    }
     let headers = req.headers();
     if headers.len() > plan.limits.max_headers {
         return Err(GatewayError::HeadersTooLarge);

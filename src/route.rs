@@ -78,6 +78,9 @@ pub struct Route {
     /// How long the upstream may take to start answering, and to send each next piece.
     pub timeout: Duration,
     pub max_body: u64,
+    /// Requests of this route in flight at once (from forwarding to the end of the response
+    /// body). Default 1024; over it, 503 `route_overloaded`.
+    pub concurrency: Concurrency,
 }
 
 impl Route {
@@ -238,5 +241,29 @@ mod tests {
             Some("example.com")
         );
         assert_eq!(host_of("/", None), None);
+    }
+}
+
+/// A route's bound on requests in flight to its upstream.
+#[derive(Debug)]
+pub struct Concurrency {
+    pub limit: usize,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl Concurrency {
+    pub fn new(limit: usize) -> Concurrency {
+        Concurrency {
+            limit,
+            permits: Arc::new(tokio::sync::Semaphore::new(
+                limit.min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
+        }
+    }
+
+    /// A permit while the route is under its limit; `None` at it (the request is refused,
+    /// never queued).
+    pub fn try_acquire(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.permits.clone().try_acquire_owned().ok()
     }
 }

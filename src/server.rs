@@ -18,7 +18,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -28,7 +27,7 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Refreshers;
-use crate::body::Body;
+use crate::body::Holding;
 use crate::config::{self, Carry, ConfigErrors, Plan};
 use crate::metrics::{InFlight, Metrics};
 use crate::pipeline::{self, ConnInfo};
@@ -418,10 +417,9 @@ impl Conn {
                     let in_flight = shared.metrics.in_flight();
                     let plan = shared.plan();
                     let res = pipeline::handle(&plan, Some(&shared.metrics), &info, req).await;
-                    Ok::<_, Infallible>(res.map(|body| Guarded {
-                        inner: body,
-                        _guards: (guard, in_flight),
-                    }))
+                    // The request stays counted (on the connection and in the in-flight
+                    // gauge) until its response body is done.
+                    Ok::<_, Infallible>(res.map(|body| Holding::new(body, (guard, in_flight))))
                 }
             })
         };
@@ -603,33 +601,6 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-/// A response body that keeps its request counted (on the connection and in the in-flight
-/// gauge) until it is done.
-struct Guarded {
-    inner: Body,
-    _guards: (RequestGuard, InFlight),
-}
-
-impl http_body::Body for Guarded {
-    type Data = Bytes;
-    type Error = crate::body::BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
     }
 }
 

@@ -31,6 +31,10 @@ const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+const DEFAULT_MAX_URI_LENGTH: u64 = 8 * 1024;
+/// Per route, as Envoy's circuit breaker default: past it a route sheds load (503) instead of
+/// queueing without bound in front of a struggling upstream.
+const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1024;
 const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
 /// Memory for remembered verified tokens: some 20,000 Cryptr tokens.
 const TOKEN_CACHE_BYTES: u64 = 64 << 20;
@@ -282,7 +286,15 @@ pub(super) fn compile(cx: &Context<'_>) -> Result<Plan, Vec<Problem>> {
         ),
         drain_timeout: l.drain_timeout.map_or(DEFAULT_DRAIN_TIMEOUT, |d| d.0),
         max_connections: l.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+        max_uri_length: usize::try_from(l.max_uri_length.map_or(DEFAULT_MAX_URI_LENGTH, |s| s.0))
+            .unwrap_or(usize::MAX),
     };
+    if limits.max_uri_length < 64 {
+        problems.at("limits.max_uri_length", "must be at least 64 bytes");
+    }
+    if l.max_concurrent_requests == Some(0) {
+        problems.at("limits.max_concurrent_requests", "must be at least 1");
+    }
     if limits.max_connections == 0 {
         problems.at("limits.max_connections", "must be at least 1");
     }
@@ -324,6 +336,9 @@ pub(super) fn compile(cx: &Context<'_>) -> Result<Plan, Vec<Problem>> {
         }
     };
     let defaults = RouteDefaults {
+        max_concurrent_requests: l
+            .max_concurrent_requests
+            .unwrap_or(DEFAULT_MAX_CONCURRENT_REQUESTS),
         max_body: l.max_body.map_or(DEFAULT_MAX_BODY, |s| s.0),
         timeout: positive(
             &mut problems,
@@ -467,6 +482,7 @@ pub(super) fn positive(
 }
 
 struct RouteDefaults {
+    max_concurrent_requests: usize,
     max_body: u64,
     timeout: Duration,
     client: ClientSettings,
@@ -609,6 +625,12 @@ fn compile_route(
     if problems.list.len() != before {
         return None;
     }
+    let max_concurrent = raw
+        .max_concurrent_requests
+        .unwrap_or(defaults.max_concurrent_requests);
+    if max_concurrent == 0 {
+        problems.at(&field("max_concurrent_requests"), "must be at least 1");
+    }
     Some(Route {
         name: raw.name,
         path: path?,
@@ -621,6 +643,7 @@ fn compile_route(
         preserve_host: raw.preserve_host,
         timeout,
         max_body: raw.max_body.map_or(defaults.max_body, |s| s.0),
+        concurrency: crate::route::Concurrency::new(max_concurrent),
     })
 }
 

@@ -61,6 +61,8 @@ pub struct Limits {
     /// Open client connections at most; more are closed at once, with a warning. Default
     /// 10,000.
     pub max_connections: usize,
+    /// Longest request target (path and query). Default 8KiB; over it, 414.
+    pub max_uri_length: usize,
     /// How long in-flight requests may run after a shutdown signal. Default 30s.
     pub drain_timeout: Duration,
 }

@@ -90,6 +90,8 @@ pub(crate) struct RawLimits {
     pub idle_timeout: Option<Dur>,
     pub drain_timeout: Option<Dur>,
     pub max_connections: Option<usize>,
+    pub max_uri_length: Option<Size>,
+    pub max_concurrent_requests: Option<usize>,
 }
 
 /// `tls: { cert, key }`: PEM files, read at start and at every reload.
@@ -122,6 +124,7 @@ pub(crate) struct RawRoute {
     pub preserve_host: bool,
     pub timeout: Option<Dur>,
     pub max_body: Option<Size>,
+    pub max_concurrent_requests: Option<usize>,
     pub cors: Option<RawRouteCors>,
 }
 

@@ -255,3 +255,71 @@ async fn an_idle_http2_connection_is_closed_after_idle_timeout() {
         idle_from.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_request_target_over_max_uri_length_is_414() {
+    let gw = Gateway::start(&yaml("  max_uri_length: 100\n")).await;
+    let long = format!("/{}", "a".repeat(120));
+    let answer = support::raw_get(gw.addr, &long).await;
+    assert_eq!(support::raw_status(&answer), 414);
+    assert_eq!(support::raw_json(&answer)["code"], "uri_too_long");
+    // The query counts too.
+    let answer = support::raw_get(gw.addr, &format!("/a?{}", "q".repeat(120))).await;
+    assert_eq!(support::raw_status(&answer), 414);
+    let answer = support::raw_get(gw.addr, "/short?q=1").await;
+    assert_eq!(support::raw_status(&answer), 200);
+}
+
+#[tokio::test]
+async fn a_route_at_its_concurrency_limit_sheds_load_with_503_and_recovers() {
+    let release = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let gate = release.clone();
+    let upstream = Upstream::serve(move |_req| {
+        let gate = gate.clone();
+        async move {
+            let _ = gate.acquire().await.map(|p| p.forget());
+            http::Response::new(cryptr_gateway::body::full("done"))
+        }
+    })
+    .await;
+    let gw = Gateway::start(&format!(
+        "listen: 127.0.0.1:0\nroutes:\n  - name: slow\n    match: {{ prefix: /slow }}\n    upstream: {}\n    auth: none\n    max_concurrent_requests: 2\n{ECHO}",
+        upstream.url()
+    ))
+    .await;
+    let held: Vec<_> = (0..2)
+        .map(|i| {
+            let url = gw.url(&format!("/slow/{i}"));
+            tokio::spawn(async move { support::client().get(url).send().await.unwrap().status() })
+        })
+        .collect();
+    let shared = gw.shared.clone();
+    poll_until(Duration::from_secs(5), "two requests in flight", || {
+        shared.metrics.requests_in_flight() == 2
+    })
+    .await;
+    let res = support::client()
+        .get(gw.url("/slow/3"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers()["retry-after"], "1");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "route_overloaded");
+    // Other routes are not held up.
+    let answer = support::raw_get(gw.addr, "/elsewhere").await;
+    assert_eq!(support::raw_status(&answer), 200);
+
+    release.add_permits(2);
+    for h in held {
+        assert_eq!(h.await.unwrap(), 200);
+    }
+    release.add_permits(1);
+    let res = support::client()
+        .get(gw.url("/slow/4"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
