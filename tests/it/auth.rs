@@ -773,6 +773,103 @@ routes:
 }
 
 #[tokio::test]
+async fn psychic_ecdsa_signatures_never_pass() {
+    // CVE-2022-21449: an ECDSA signature with r = s = 0 (or r or s = 0, or = n) verified as
+    // valid for any message in some libraries. Here each is refused as an invalid token.
+    let issuer = TestIssuer::with_keys(&[SigningKey::ec_p256()]).await;
+    let iss = issuer.iss("oidc");
+    let gw = Gateway::start(&format!(
+        "listen: 127.0.0.1:0
+issuers:
+  oidc:
+    issuer: {iss}
+    audiences: [{AUDIENCE}]
+    algorithms: [ES256]
+routes:
+  - name: api
+    match: {{ prefix: /api }}
+    upstream: builtin:echo
+    auth: {{ issuers: [oidc] }}
+"
+    ))
+    .await;
+    let claims = issuer.claims("oidc");
+    let good = issuer.token_with(&SigningKey::ec_p256(), &claims);
+    assert_eq!(get(&gw, "/api", Some(&good)).await.status, 200);
+    let signed_part = good.rsplit_once('.').unwrap().0;
+    // P-256's group order n, big-endian.
+    let n = "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551";
+    let n: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(&n[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let one = {
+        let mut v = vec![0u8; 32];
+        v[31] = 1;
+        v
+    };
+    let zero = vec![0u8; 32];
+    let b64 = |b: &[u8]| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    };
+    for (r, s) in [
+        (&zero, &zero),
+        (&zero, &one),
+        (&one, &zero),
+        (&n, &n),
+        (&n, &one),
+    ] {
+        let sig = [r.as_slice(), s.as_slice()].concat();
+        let forged = format!("{signed_part}.{}", b64(&sig));
+        assert_refused(&get(&gw, "/api", Some(&forged)).await, "invalid_token");
+    }
+    // An empty and an all-zero DER-length signature too.
+    for sig in [String::new(), b64(&[0u8; 64]), b64(&[0u8; 8])] {
+        let forged = format!("{signed_part}.{sig}");
+        assert_eq!(get(&gw, "/api", Some(&forged)).await.status, 401);
+    }
+}
+
+#[tokio::test]
+async fn hostile_kids_are_only_looked_up_never_used_as_paths_or_queries() {
+    // A kid is a map key here, nothing more: traversal, injection and oversized kids are an
+    // unknown kid (one rate-limited refetch at most), and nothing is read or fetched by them.
+    let (issuer, gw) = start("", "{ issuers: [cryptr] }").await;
+    let good = issuer.token(&issuer.claims("acme"));
+    assert_eq!(get(&gw, "/api", Some(&good)).await.status, 200);
+    let before = issuer.fetches();
+    let paths_before = issuer.requested_paths().len();
+    for kid in [
+        "../../../../etc/passwd",
+        "/dev/null",
+        "key-a' OR '1'='1",
+        "key-a\u{0}",
+        "key-a/../key-a",
+        "%2e%2e%2fkey-a",
+        "http://127.0.0.1:1/jwks",
+        &"k".repeat(4000),
+    ] {
+        let key = SigningKey::rsa_a().with_kid(kid);
+        let token = issuer.token_with(&key, &issuer.claims("acme"));
+        let a = get(&gw, "/api", Some(&token)).await;
+        assert_eq!(a.status, 401, "{kid:.40}");
+        assert!(
+            matches!(a.code(), "no_rsa_key" | "invalid_token" | "invalid_header"),
+            "{kid:.40}: {}",
+            a.code()
+        );
+    }
+    assert!(
+        issuer.fetches() - before <= 1,
+        "hostile kids caused refetches"
+    );
+    // Every JWKS request, if any, went to the issuer's own key path.
+    for path in &issuer.requested_paths()[paths_before..] {
+        assert_eq!(path, "/t/acme/.well-known", "{path}");
+    }
+}
+
+#[tokio::test]
 async fn cryptr_ruby_sdk_key_path_is_the_fallback() {
     let issuer = TestIssuer::start().await;
     issuer.keys_only_at_ruby_sdk_path();
