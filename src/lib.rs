@@ -10,6 +10,7 @@ pub mod cors;
 pub mod demo;
 pub mod error;
 pub mod explain;
+mod framing;
 mod headers;
 pub mod logging;
 pub mod metrics;

@@ -24,6 +24,11 @@ use crate::metrics::{Metrics, RequestOutcome};
 use crate::route::{self, Auth, Route};
 use crate::upstream::Upstream;
 
+/// Set on a request by the server when the connection's bytes broke HTTP/1.1 framing rules
+/// (see [`crate::framing`]): the request is refused, whatever it asks.
+#[derive(Debug, Clone, Copy)]
+pub struct FramingViolation(pub crate::framing::Violation);
+
 /// What the gateway knows of the connection a request came on.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnInfo {
@@ -99,6 +104,9 @@ async fn flow(
     req: Request<Incoming>,
     trace: &mut Trace,
 ) -> Result<Response<Body>, GatewayError> {
+    if let Some(FramingViolation(why)) = req.extensions().get::<FramingViolation>() {
+        return Err(GatewayError::BadFraming(why));
+    }
     check_header_limits(&req, plan)?;
     let (mut parts, body) = req.into_parts();
     // A cheap clone (shared bytes) so the normalised path can borrow it while `parts` changes.

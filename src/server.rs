@@ -346,10 +346,7 @@ impl Conn {
         let watch = Arc::new(Activity::new());
         match &plan.tls {
             None => {
-                let io = Watched {
-                    inner: stream,
-                    activity: watch.clone(),
-                };
+                let io = Watched::new(stream, watch.clone());
                 self.serve(io, peer, "http", limits, watch).await;
             }
             Some(tls) => {
@@ -367,10 +364,7 @@ impl Conn {
                         return;
                     }
                 };
-                let io = Watched {
-                    inner: stream,
-                    activity: watch.clone(),
-                };
+                let io = Watched::new(stream, watch.clone());
                 self.serve(io, peer, "https", limits, watch).await;
             }
         }
@@ -410,8 +404,12 @@ impl Conn {
         let service = {
             let activity = activity.clone();
             let shared = shared.clone();
-            service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 let guard = activity.request_started(req.version() == http::Version::HTTP_2);
+                if let Some(why) = activity.violation.get() {
+                    // The pipeline refuses it before anything is forwarded.
+                    req.extensions_mut().insert(pipeline::FramingViolation(why));
+                }
                 let shared = shared.clone();
                 async move {
                     let in_flight = shared.metrics.in_flight();
@@ -471,6 +469,8 @@ struct Activity {
     open: std::sync::atomic::AtomicUsize,
     /// HTTP/2: frames (pings, window updates) arrive between requests; only idleness counts.
     h2: std::sync::atomic::AtomicBool,
+    /// What the framing guard found wrong in the client's bytes, if anything.
+    violation: std::sync::OnceLock<crate::framing::Violation>,
 }
 
 const NONE: u64 = u64::MAX;
@@ -484,6 +484,7 @@ impl Activity {
             head_started: AtomicU64::new(0),
             open: std::sync::atomic::AtomicUsize::new(0),
             h2: std::sync::atomic::AtomicBool::new(false),
+            violation: std::sync::OnceLock::new(),
         }
     }
 
@@ -553,22 +554,40 @@ impl Drop for RequestGuard {
     }
 }
 
-/// The client's IO, reporting the first byte of each request head.
+/// The client's IO, reporting the first byte of each request head, and watched by the
+/// framing guard.
 struct Watched<T> {
     inner: T,
     activity: Arc<Activity>,
+    framing: crate::framing::FramingGuard,
+}
+
+impl<T> Watched<T> {
+    fn new(inner: T, activity: Arc<Activity>) -> Watched<T> {
+        Watched {
+            inner,
+            activity,
+            framing: crate::framing::FramingGuard::new(),
+        }
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
         let before = buf.filled().len();
-        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let res = Pin::new(&mut this.inner).poll_read(cx, buf);
         if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.read();
+            this.activity.read();
+            // Seen before hyper parses them: a fault is known when its request is served.
+            this.framing.feed(&buf.filled()[before..]);
+            if let Some(why) = this.framing.violation() {
+                let _ = this.activity.violation.set(why);
+            }
         }
         res
     }

@@ -17,6 +17,7 @@ mod proxy;
 mod reload;
 mod routing;
 mod shutdown;
+mod smuggling;
 mod streaming;
 mod support;
 mod tls;

@@ -1,0 +1,342 @@
+//! A watch on the bytes of HTTP/1.1 requests as they arrive, before hyper parses them.
+//!
+//! hyper accepts some messages that RFC 9112 lets a server refuse, and that a gateway must
+//! refuse, because a server behind or in front of it may read them another way (request
+//! smuggling):
+//! - both `Content-Length` and `Transfer-Encoding` (hyper drops the length and decodes the
+//!   chunks, as §6.3 allows; a front end that went by the length sees another request);
+//! - a `Transfer-Encoding` other than exactly one `chunked` (hyper looks at the last coding
+//!   of the last line only: `gzip, chunked` or `chunked` twice pass);
+//! - a bare LF as a line ending in a head or in chunked framing (§2.2 makes accepting it
+//!   optional; a peer that does not sees different headers);
+//! - chunked framing that breaks after a first good chunk (a chunk not followed by CRLF, a
+//!   bad size): hyper yields the first chunk before it sees the fault.
+//!
+//! Written by hand because no crate does this: it is the framing rules of RFC 9112 applied
+//! to a byte stream, without buffering (a small line buffer only). It follows each request's
+//! framing (length, or chunks and trailers) so that pipelined heads are watched too. A fault
+//! marks the connection: the next request the pipeline sees on it is refused with 400 and the
+//! connection is closed, so nothing of it reaches an upstream.
+
+/// What the guard found wrong, for the 400's description and the log.
+pub type Violation = &'static str;
+
+/// The longest header name or value the guard keeps to judge (longer ones are neither
+/// `Content-Length` nor a sane `Transfer-Encoding`).
+const KEEP: usize = 64;
+
+/// The longest chunk-size line (size and extensions). hyper allows 16KiB of extensions in
+/// all; no client sends more than a few bytes, and a short bound is found within the read
+/// that brings the request's head, before hyper has parsed it.
+const MAX_CHUNK_LINE: usize = 4096;
+
+#[derive(Debug)]
+pub(crate) struct FramingGuard {
+    state: State,
+    /// The previous byte, for CRLF checks.
+    prev: u8,
+    line: Vec<u8>,
+    /// The current line's length (the buffer keeps only its start).
+    line_len: usize,
+    head: Head,
+    violation: Option<Violation>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// At the start of a message, or inside its head.
+    Head,
+    /// Skipping this many more body bytes.
+    Body(u64),
+    /// A chunk-size line (size, extensions) up to its CRLF.
+    ChunkSize,
+    /// Chunk data still to come.
+    ChunkData(u64),
+    /// Expecting the CR, then the LF, that end a chunk's data.
+    ChunkEndCr,
+    ChunkEndLf,
+    /// Trailer fields after the last chunk, up to an empty line.
+    Trailers,
+    /// Not HTTP/1 (the HTTP/2 preface), or a fault was found: nothing more is watched.
+    Stopped,
+}
+
+#[derive(Debug, Default)]
+struct Head {
+    /// Lines of the head so far (0: the request line is being read).
+    lines: usize,
+    content_length: Option<u64>,
+    /// `Transfer-Encoding` lines seen, and whether the only one said exactly `chunked`.
+    te_lines: usize,
+    te_chunked: bool,
+    /// The head's length so far: past hyper's own bound, the guard leaves it to hyper.
+    bytes: usize,
+}
+
+impl FramingGuard {
+    pub(crate) fn new() -> FramingGuard {
+        FramingGuard {
+            state: State::Head,
+            prev: 0,
+            line: Vec::with_capacity(KEEP),
+            line_len: 0,
+            head: Head::default(),
+            violation: None,
+        }
+    }
+
+    /// What was wrong, once something was.
+    pub(crate) fn violation(&self) -> Option<Violation> {
+        self.violation
+    }
+
+    /// Watches the next bytes read from the client.
+    pub(crate) fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            match self.state {
+                State::Stopped => return,
+                State::Body(n) | State::ChunkData(n) => {
+                    let take = usize::try_from(n).map_or(bytes.len(), |n| n.min(bytes.len()));
+                    let left = n - take as u64;
+                    bytes = &bytes[take..];
+                    self.prev = 0;
+                    self.state = match (self.state, left) {
+                        (State::Body(_), 0) => self.next_message(),
+                        (State::Body(_), _) => State::Body(left),
+                        (_, 0) => State::ChunkEndCr,
+                        _ => State::ChunkData(left),
+                    };
+                }
+                _ => {
+                    let b = bytes[0];
+                    bytes = &bytes[1..];
+                    self.byte(b);
+                }
+            }
+        }
+    }
+
+    fn fault(&mut self, why: Violation) {
+        self.violation = Some(why);
+        self.state = State::Stopped;
+    }
+
+    fn next_message(&mut self) -> State {
+        self.head = Head::default();
+        self.line.clear();
+        State::Head
+    }
+
+    fn byte(&mut self, b: u8) {
+        let prev = std::mem::replace(&mut self.prev, b);
+        match self.state {
+            State::ChunkEndCr => {
+                self.state = if b == b'\r' {
+                    State::ChunkEndLf
+                } else {
+                    self.fault("a chunk's data is not followed by CRLF");
+                    return;
+                };
+            }
+            State::ChunkEndLf => {
+                if b == b'\n' {
+                    self.state = State::ChunkSize;
+                    self.line.clear();
+                    self.line_len = 0;
+                } else {
+                    self.fault("a chunk's data is not followed by CRLF");
+                }
+            }
+            State::Head | State::ChunkSize | State::Trailers => {
+                if b == b'\n' {
+                    if prev != b'\r' {
+                        self.fault("a bare LF ends a line (RFC 9112 requires CRLF)");
+                        return;
+                    }
+                    self.line_end();
+                } else if b != b'\r' {
+                    if self.state == State::Head {
+                        self.head.bytes += 1;
+                        if self.head.bytes > 1 << 20 {
+                            // Far past any head hyper accepts: it refuses it itself.
+                            self.state = State::Stopped;
+                            return;
+                        }
+                    }
+                    self.line_len += 1;
+                    if self.state == State::ChunkSize && self.line_len > MAX_CHUNK_LINE {
+                        self.fault("a chunk-size line longer than 4KiB");
+                        return;
+                    }
+                    if self.line.len() < KEEP * 2 + 2 {
+                        self.line.push(b);
+                    }
+                }
+            }
+            State::Body(_) | State::ChunkData(_) | State::Stopped => {}
+        }
+    }
+
+    fn line_end(&mut self) {
+        self.line_len = 0;
+        let line = std::mem::take(&mut self.line);
+        match self.state {
+            State::Head => self.head_line(&line),
+            State::ChunkSize => self.chunk_size(&line),
+            State::Trailers => {
+                if line.is_empty() {
+                    self.state = self.next_message();
+                }
+            }
+            _ => {}
+        }
+        self.line = line;
+        self.line.clear();
+    }
+
+    fn head_line(&mut self, line: &[u8]) {
+        if self.head.lines == 0 {
+            if line.is_empty() {
+                // Empty lines before a request line may be ignored (RFC 9112 §2.2).
+                return;
+            }
+            if line.starts_with(b"PRI * HTTP/2.0") {
+                self.state = State::Stopped;
+                return;
+            }
+            self.head.lines = 1;
+            return;
+        }
+        if !line.is_empty() {
+            self.head.lines += 1;
+            self.header(line);
+            return;
+        }
+        // The end of the head: its framing decides what follows.
+        let h = std::mem::take(&mut self.head);
+        self.state = match (h.te_lines, h.content_length) {
+            (0, None) | (0, Some(0)) => self.next_message(),
+            (0, Some(n)) => State::Body(n),
+            (_, Some(_)) => return self.fault("both Content-Length and Transfer-Encoding"),
+            (1, None) if h.te_chunked => State::ChunkSize,
+            _ => return self.fault("a Transfer-Encoding other than one `chunked`"),
+        };
+    }
+
+    fn header(&mut self, line: &[u8]) {
+        let Some(colon) = line.iter().position(|&c| c == b':') else {
+            return; // not a field line: hyper refuses it
+        };
+        let name = &line[..colon];
+        let value = trim_ows(&line[colon + 1..]);
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            self.head.te_lines += 1;
+            self.head.te_chunked = value.eq_ignore_ascii_case(b"chunked");
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            // Several equal lengths are one length; anything else hyper refuses itself.
+            let n = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok());
+            if let Some(n) = n {
+                self.head.content_length = Some(n);
+            } else {
+                self.head.content_length = Some(0);
+            }
+        }
+    }
+
+    fn chunk_size(&mut self, line: &[u8]) {
+        let size = line
+            .split(|&c| c == b';')
+            .next()
+            .map(trim_ows)
+            .unwrap_or(b"");
+        let parsed = std::str::from_utf8(size)
+            .ok()
+            .filter(|s| !s.is_empty() && s.bytes().all(|c| c.is_ascii_hexdigit()))
+            .and_then(|s| u64::from_str_radix(s, 16).ok());
+        match parsed {
+            Some(0) => self.state = State::Trailers,
+            Some(n) => self.state = State::ChunkData(n),
+            None => self.fault("a chunk size that is not a hexadecimal number"),
+        }
+    }
+}
+
+fn trim_ows(v: &[u8]) -> &[u8] {
+    let start = v
+        .iter()
+        .position(|&c| c != b' ' && c != b'\t')
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|&c| c != b' ' && c != b'\t')
+        .map_or(start, |e| e + 1);
+    &v[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict(parts: &[&[u8]]) -> Option<Violation> {
+        let mut g = FramingGuard::new();
+        for p in parts {
+            g.feed(p);
+        }
+        g.violation()
+    }
+
+    fn one_byte_at_a_time(bytes: &[u8]) -> Option<Violation> {
+        let parts: Vec<&[u8]> = bytes.chunks(1).collect();
+        verdict(&parts)
+    }
+
+    #[test]
+    fn honest_requests_pass_however_they_are_split() {
+        let stream: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n\
+POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhe\nlo\
+POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n5;x=1\r\nhello\r\n0\r\nT: v\r\n\r\n\
+GET /next HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(verdict(&[stream]), None);
+        assert_eq!(one_byte_at_a_time(stream), None);
+    }
+
+    #[test]
+    fn ambiguous_framing_is_found_in_a_pipelined_request_too() {
+        let cases: [(&[u8], &str); 7] = [
+            (b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", "both"),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", "other than"),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", "other than"),
+            (b"GET / HTTP/1.1\nHost: a\r\n\r\n", "bare LF"),
+            (b"GET / HTTP/1.1\r\nHost: a\n\r\n", "bare LF"),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX\r\n0\r\n\r\n", "CRLF"),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n", "hexadecimal"),
+        ];
+        for (bad, why) in cases {
+            let pipelined = [b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n".as_slice(), bad].concat();
+            for stream in [bad, pipelined.as_slice()] {
+                let found = verdict(&[stream])
+                    .unwrap_or_else(|| panic!("{:?} passed", String::from_utf8_lossy(stream)));
+                assert!(found.contains(why), "{found}");
+                assert!(one_byte_at_a_time(stream).is_some());
+            }
+        }
+    }
+
+    #[test]
+    fn bodies_are_skipped_not_read_as_heads() {
+        // A body that looks like a smuggled request is only a body.
+        let body = b"GET /smuggled HTTP/1.1\nTransfer-Encoding: x\n\n";
+        let head = format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", body.len());
+        assert_eq!(verdict(&[head.as_bytes(), body]), None);
+    }
+
+    #[test]
+    fn http2_is_left_alone() {
+        assert_eq!(
+            verdict(&[b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\n\n\n"]),
+            None
+        );
+    }
+}
