@@ -183,11 +183,7 @@ impl FramingGuard {
         match self.state {
             State::Head => self.head_line(&line),
             State::ChunkSize => self.chunk_size(&line),
-            State::Trailers => {
-                if line.is_empty() {
-                    self.state = self.next_message();
-                }
-            }
+            State::Trailers if line.is_empty() => self.state = self.next_message(),
             _ => {}
         }
         self.line = line;

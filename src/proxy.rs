@@ -125,25 +125,92 @@ impl HttpUpstream {
             .map_err(|e| GatewayError::UpstreamProtocol(e.into()))
     }
 
-    /// Sends `req` and waits at most `timeout` for the answer to start; the answer's body then
-    /// streams with the same `timeout` between two pieces. `max_body` says which limit a body
-    /// that grew too large crossed.
+    /// Sends `req` and, once its body is sent, waits at most `timeout` for the answer to
+    /// start; the answer's body then streams with the same `timeout` between two pieces.
+    /// While the client's body is still coming, the body's own bound between pieces applies,
+    /// not this one: a long, steady upload is not the upstream being slow. `max_body` says
+    /// which limit a body that grew too large crossed.
     pub(crate) async fn forward(
         &self,
         req: Request<Body>,
         timeout: Duration,
         max_body: u64,
     ) -> Result<Response<Body>, GatewayError> {
-        let res = match tokio::time::timeout(timeout, self.client.request(req)).await {
-            Err(_) => return Err(GatewayError::UpstreamTimeout),
-            Ok(Err(e)) => return Err(classify(e, max_body)),
-            Ok(Ok(res)) => res,
+        let (req, sent) = if http_body::Body::is_end_stream(req.body()) {
+            (req, None)
+        } else {
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            (req.map(|b| SignalEnd::new(b, tx).boxed_unsync()), Some(rx))
         };
-        Ok(res.map(|b| {
-            TimeoutBody::new(timeout, b)
-                .map_err(|e| -> BoxError { e })
-                .boxed_unsync()
-        }))
+        let answer = self.client.request(req);
+        tokio::pin!(answer);
+        if let Some(sent) = sent {
+            tokio::select! {
+                // The upstream may answer before the body is all sent (an early 413, say).
+                early = &mut answer => return finish(early, timeout, max_body),
+                // Sent, or dropped by hyper on a failure: either way the clock starts now.
+                _ = sent => {}
+            }
+        }
+        match tokio::time::timeout(timeout, answer).await {
+            Err(_) => Err(GatewayError::UpstreamTimeout),
+            Ok(res) => finish(res, timeout, max_body),
+        }
+    }
+}
+
+/// The upstream's answer, or why there is none; its body bounded between pieces.
+fn finish(
+    res: Result<Response<hyper::body::Incoming>, hyper_util::client::legacy::Error>,
+    timeout: Duration,
+    max_body: u64,
+) -> Result<Response<Body>, GatewayError> {
+    let res = res.map_err(|e| classify(e, max_body))?;
+    Ok(res.map(|b| {
+        TimeoutBody::new(timeout, b)
+            .map_err(|e| -> BoxError { e })
+            .boxed_unsync()
+    }))
+}
+
+/// A request body that says when it has been sent in full (or dropped).
+struct SignalEnd {
+    inner: Body,
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl SignalEnd {
+    fn new(inner: Body, done: tokio::sync::oneshot::Sender<()>) -> SignalEnd {
+        SignalEnd {
+            inner,
+            done: Some(done),
+        }
+    }
+}
+
+impl http_body::Body for SignalEnd {
+    type Data = bytes::Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, BoxError>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(None) = polled {
+            if let Some(done) = self.done.take() {
+                let _ = done.send(());
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
