@@ -534,6 +534,40 @@ async fn a_steady_upload_longer_than_timeout_still_gets_the_upstreams_answer() {
     assert_eq!(text, (11 * 1024).to_string());
 }
 
+#[tokio::test]
+async fn a_client_pausing_mid_upload_longer_than_timeout_is_400_not_the_upstreams_fault() {
+    let up = Upstream::serve(|req: Request<Incoming>| async move {
+        let _ = req.into_body().collect().await;
+        Response::new(body::full("read"))
+    })
+    .await;
+    let gw = Gateway::start(&with_limits(
+        "{ timeout: 300ms }",
+        &route("upload", "/upload", &up.url(), ""),
+    ))
+    .await;
+    // Two pieces 1.5 s apart: the pause, not the upstream, is over the bound.
+    let res = support::client()
+        .post(gw.url("/upload"))
+        .body(paced_body(2, 1024, Duration::from_millis(1500)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let answer: Value = res.json().await.unwrap();
+    assert_eq!(answer["code"], "bad_request_body");
+    let text = gw.metrics().await;
+    assert_eq!(
+        metric(
+            &text,
+            "cryptr_gateway_upstream_errors_total",
+            r#"route="upload",kind="timeout""#
+        ),
+        None,
+        "counted against the upstream:\n{text}"
+    );
+}
+
 /// A listener whose accept queue is full: the kernel drops further SYNs, so a connect to it
 /// neither succeeds nor fails (the loopback stand-in for an unroutable address). The returned
 /// streams hold the queue full; `None` if this kernel would not let it fill.
