@@ -170,7 +170,10 @@ pub fn parse_jwks(body: &[u8]) -> Result<(KeySet, Vec<String>), String> {
     struct Doc {
         keys: Vec<serde_json::Value>,
     }
-    let doc: Doc = serde_json::from_slice(body)
+    // An object, as RFC 7517 §5 says: serde would also build `Doc` from an array.
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
+        .map_err(|e| format!("not a JWKS document (expected {{\"keys\": [...]}}): {e}"))?;
+    let doc: Doc = serde_json::from_value(serde_json::Value::Object(object))
         .map_err(|e| format!("not a JWKS document (expected {{\"keys\": [...]}}): {e}"))?;
     let mut set = KeySet::default();
     let mut skipped = Vec::new();
@@ -359,6 +362,9 @@ mod tests {
     fn a_document_without_keys_is_an_error() {
         assert!(parse_jwks(b"<html>").is_err());
         assert!(parse_jwks(br#"{"issuer":"x"}"#).is_err());
+        // Found by fuzzing (fuzz/regressions/parse_jwks/jwks-as-array): an array is not a
+        // JWK Set, though serde would read one as the struct.
+        assert!(parse_jwks(b"[[]]").is_err());
         let (set, _) = parse_jwks(br#"{"keys":[]}"#).unwrap();
         assert!(set.is_empty());
     }

@@ -198,13 +198,21 @@ fn bad_signature() -> GatewayError {
     AuthFailure::invalid_token("the token's signature does not verify").into()
 }
 
+/// A Unix time as RFC 3339, or as seconds past what a calendar date can say (beyond year
+/// 9999, or past what the system time type holds): a token's claims are the sender's.
+fn rfc3339(unix_seconds: u64) -> String {
+    const YEAR_10000: u64 = 253_402_300_800;
+    match std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(unix_seconds)) {
+        Some(at) if unix_seconds < YEAR_10000 => humantime::format_rfc3339_seconds(at).to_string(),
+        _ => format!("{unix_seconds} s after 1970 (past year 9999)"),
+    }
+}
+
 /// The registered claims, in words and with times, for `explain`.
 fn describe_claims(claims: &Map<String, Value>, now: u64) -> String {
     let time = |name: &str| match number(claims, name) {
         Ok(Some(t)) => {
-            let at = humantime::format_rfc3339_seconds(
-                std::time::UNIX_EPOCH + std::time::Duration::from_secs(t),
-            );
+            let at = rfc3339(t);
             let when = if t <= now { "past" } else { "future" };
             format!("{name} {at} ({when})")
         }
@@ -215,9 +223,7 @@ fn describe_claims(claims: &Map<String, Value>, now: u64) -> String {
         |name: &str| claim(claims, name).map_or_else(|| "(none)".to_string(), Value::to_string);
     format!(
         "judged at {}: {}, {}, {}; iss {}, aud {}, sub {}, cid {}, tnt {}, jtt {}, ver {}",
-        humantime::format_rfc3339_seconds(
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(now)
-        ),
+        rfc3339(now),
         time("exp"),
         time("nbf"),
         time("iat"),
@@ -394,4 +400,19 @@ fn authorize(route: &RouteAuth, claims: &Map<String, Value>) -> Result<(), Gatew
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+
+    // Found by fuzzing (fuzz/regressions/auth_token/explain-exp-*): `explain` formatted a
+    // token's far-future `exp` and panicked.
+    #[test]
+    fn times_past_year_9999_are_said_in_seconds_never_a_panic() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(253_402_300_799), "9999-12-31T23:59:59Z");
+        assert!(rfc3339(253_402_300_801).contains("past year 9999"));
+        assert!(rfc3339(u64::MAX).contains("past year 9999"));
+    }
 }
