@@ -11,6 +11,7 @@ pub mod demo;
 pub mod error;
 pub mod explain;
 mod framing;
+pub mod fuzzing;
 mod headers;
 pub mod logging;
 pub mod metrics;

@@ -64,6 +64,9 @@ pub(super) fn compile(
                 let p = format!("{origins_path}[{i}]");
                 if o == "*" {
                     origins.any = true;
+                } else if !o.is_ascii() {
+                    // Browsers send an IDN origin in punycode: a Unicode spelling never matches.
+                    problems.at(&p, format!("`{o}` is not ASCII: browsers send international domain names in punycode (`xn--...`); write it that way"));
                 } else if o.eq_ignore_ascii_case("null") {
                     problems.at(&p, "`null` is sent by sandboxed pages and file:// documents, which anyone can make: it is never allowed");
                 } else if o.contains('*') {

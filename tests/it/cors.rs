@@ -375,6 +375,11 @@ fn star_with_credentials_and_null_are_refused_at_check() {
             "not an origin",
         ),
         ("  allowed_origins: []", "is empty"),
+        // Seen while fuzzing: a Unicode host never matches what browsers send.
+        (
+            "  allowed_origins: [\"https://bücher.example\"]",
+            "punycode",
+        ),
     ] {
         let yaml = format!("listen: 127.0.0.1:0\ncors:\n{cors}\nroutes:\n  - {{ name: a, match: {{ prefix: / }}, upstream: builtin:echo, auth: none }}\n");
         let errors = support::plan_with_env(&yaml, &[]).unwrap_err().0;
