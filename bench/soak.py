@@ -126,24 +126,9 @@ end
 
 
 # ---------------------------------------------------------------------------------------------
-# Small helpers (the same as bench.py's, repeated so this file stands alone)
+# Small helpers (the port helpers are bench.py's)
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=20):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listens on {port} after {timeout}s")
+from bench import free_port, wait_port  # noqa: E402  (bench/ is on sys.path: this file's folder)
 
 
 def b64u(data):
