@@ -107,13 +107,61 @@ impl FramingGuard {
                         _ => State::ChunkData(left),
                     };
                 }
-                _ => {
+                State::Head | State::ChunkSize | State::Trailers => {
+                    // A line at a time: the bytes up to the next LF are only counted and the
+                    // line's start kept, so a long header (a 1 KiB token) costs a memchr.
+                    let end = bytes.iter().position(|&c| c == b'\n');
+                    let (text, rest) = match end {
+                        Some(i) => (&bytes[..i], Some(&bytes[i + 1..])),
+                        None => (bytes, None),
+                    };
+                    self.line_text(text);
+                    if self.state == State::Stopped {
+                        return;
+                    }
+                    match rest {
+                        Some(rest) => {
+                            if self.prev != b'\r' {
+                                self.fault("a bare LF ends a line (RFC 9112 requires CRLF)");
+                                return;
+                            }
+                            self.prev = b'\n';
+                            self.line_end();
+                            bytes = rest;
+                        }
+                        None => return,
+                    }
+                }
+                State::ChunkEndCr | State::ChunkEndLf => {
                     let b = bytes[0];
                     bytes = &bytes[1..];
-                    self.byte(b);
+                    self.chunk_end(b);
                 }
             }
         }
+    }
+
+    /// Bytes of the current line, without its LF (they may end with its CR).
+    fn line_text(&mut self, text: &[u8]) {
+        let Some(&last) = text.last() else {
+            return;
+        };
+        self.prev = last;
+        self.line_len += text.len();
+        if self.state == State::Head {
+            self.head.bytes += text.len();
+            if self.head.bytes > 1 << 20 {
+                // Far past any head hyper accepts: it refuses it itself.
+                self.state = State::Stopped;
+                return;
+            }
+        }
+        if self.state == State::ChunkSize && self.line_len > MAX_CHUNK_LINE + 1 {
+            self.fault("a chunk-size line longer than 4KiB");
+            return;
+        }
+        let room = (KEEP * 2 + 2).saturating_sub(self.line.len());
+        self.line.extend_from_slice(&text[..text.len().min(room)]);
     }
 
     fn fault(&mut self, why: Violation) {
@@ -127,59 +175,26 @@ impl FramingGuard {
         State::Head
     }
 
-    fn byte(&mut self, b: u8) {
-        let prev = std::mem::replace(&mut self.prev, b);
-        match self.state {
-            State::ChunkEndCr => {
-                self.state = if b == b'\r' {
-                    State::ChunkEndLf
-                } else {
-                    self.fault("a chunk's data is not followed by CRLF");
-                    return;
-                };
+    fn chunk_end(&mut self, b: u8) {
+        self.prev = b;
+        match (self.state, b) {
+            (State::ChunkEndCr, b'\r') => self.state = State::ChunkEndLf,
+            (State::ChunkEndLf, b'\n') => {
+                self.state = State::ChunkSize;
+                self.line.clear();
+                self.line_len = 0;
             }
-            State::ChunkEndLf => {
-                if b == b'\n' {
-                    self.state = State::ChunkSize;
-                    self.line.clear();
-                    self.line_len = 0;
-                } else {
-                    self.fault("a chunk's data is not followed by CRLF");
-                }
-            }
-            State::Head | State::ChunkSize | State::Trailers => {
-                if b == b'\n' {
-                    if prev != b'\r' {
-                        self.fault("a bare LF ends a line (RFC 9112 requires CRLF)");
-                        return;
-                    }
-                    self.line_end();
-                } else if b != b'\r' {
-                    if self.state == State::Head {
-                        self.head.bytes += 1;
-                        if self.head.bytes > 1 << 20 {
-                            // Far past any head hyper accepts: it refuses it itself.
-                            self.state = State::Stopped;
-                            return;
-                        }
-                    }
-                    self.line_len += 1;
-                    if self.state == State::ChunkSize && self.line_len > MAX_CHUNK_LINE {
-                        self.fault("a chunk-size line longer than 4KiB");
-                        return;
-                    }
-                    if self.line.len() < KEEP * 2 + 2 {
-                        self.line.push(b);
-                    }
-                }
-            }
-            State::Body(_) | State::ChunkData(_) | State::Stopped => {}
+            _ => self.fault("a chunk's data is not followed by CRLF"),
         }
     }
 
     fn line_end(&mut self) {
         self.line_len = 0;
-        let line = std::mem::take(&mut self.line);
+        let mut line = std::mem::take(&mut self.line);
+        // The CR of CRLF (kept by `line_text`), unless the line was cut short before it.
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
         match self.state {
             State::Head => self.head_line(&line),
             State::ChunkSize => self.chunk_size(&line),

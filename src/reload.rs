@@ -108,10 +108,24 @@ impl Drop for Reloader {
 }
 
 fn start_watcher(files: &[&Path], tx: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+    // Only events about these names matter: a log file written next to the config must not
+    // wake the reloader at every line. Names starting with `..` are Kubernetes' ConfigMap
+    // machinery (`..data`, `..data_tmp`, `..2026_...`), through which the file changes there.
+    let names: Vec<std::ffi::OsString> = files
+        .iter()
+        .filter_map(|f| f.file_name().map(|n| n.to_os_string()))
+        .collect();
+    let relevant = move |path: &Path| {
+        path.file_name().is_some_and(|n| {
+            names.iter().any(|w| w == n) || n.as_encoded_bytes().starts_with(b"..")
+        })
+    };
     let mut watcher =
         match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             if let Ok(e) = event {
-                if !matches!(e.kind, notify::EventKind::Access(_)) {
+                if !matches!(e.kind, notify::EventKind::Access(_))
+                    && e.paths.iter().any(|p| relevant(p))
+                {
                     // A full channel already holds a wake-up: this event is covered by it.
                     let _ = tx.try_send(());
                 }
