@@ -50,16 +50,38 @@ impl EncodeLabelValue for MethodClass {
     }
 }
 
+/// A route's name as a label value: shared, so counting a request allocates nothing.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct RouteLabel(Arc<str>);
+
+impl RouteLabel {
+    pub fn new(name: &str) -> RouteLabel {
+        RouteLabel(Arc::from(name))
+    }
+
+    /// The label of requests that matched no route: `-`.
+    pub fn none() -> &'static RouteLabel {
+        static NONE: std::sync::OnceLock<RouteLabel> = std::sync::OnceLock::new();
+        NONE.get_or_init(|| RouteLabel::new("-"))
+    }
+}
+
+impl EncodeLabelValue for RouteLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(&self.0)
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    route: String,
+    route: RouteLabel,
     method: MethodClass,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    route: String,
+    route: RouteLabel,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -69,7 +91,7 @@ struct ReasonLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct UpstreamErrorLabels {
-    route: String,
+    route: RouteLabel,
     kind: &'static str,
 }
 
@@ -101,8 +123,8 @@ impl std::fmt::Debug for Metrics {
 
 /// What the finish phase reports of one request.
 pub struct RequestOutcome<'a> {
-    /// `-` when no route matched.
-    pub route: &'a str,
+    /// [`RouteLabel::none`] when no route matched.
+    pub route: &'a RouteLabel,
     pub method: &'a Method,
     pub status: u16,
     pub duration: Duration,
@@ -206,14 +228,14 @@ impl Metrics {
     pub fn record(&self, o: &RequestOutcome<'_>) {
         self.requests
             .get_or_create(&RequestLabels {
-                route: o.route.to_string(),
+                route: o.route.clone(),
                 method: MethodClass::of(o.method),
                 status: o.status,
             })
             .inc();
         self.duration
             .get_or_create(&RouteLabels {
-                route: o.route.to_string(),
+                route: o.route.clone(),
             })
             .observe(o.duration.as_secs_f64());
         if let Some(reason) = o.auth_failure {
@@ -224,7 +246,7 @@ impl Metrics {
         if let Some(kind) = o.upstream_error {
             self.upstream_errors
                 .get_or_create(&UpstreamErrorLabels {
-                    route: o.route.to_string(),
+                    route: o.route.clone(),
                     kind,
                 })
                 .inc();

@@ -20,7 +20,7 @@ use crate::config::Plan;
 use crate::cors;
 use crate::error::GatewayError;
 use crate::headers;
-use crate::metrics::{Metrics, RequestOutcome};
+use crate::metrics::{Metrics, RequestOutcome, RouteLabel};
 use crate::route::{self, Auth, Route};
 use crate::upstream::Upstream;
 
@@ -348,7 +348,7 @@ fn finish(
     let path = uri.path();
     if let Some(metrics) = metrics {
         metrics.record(&RequestOutcome {
-            route: route_name,
+            route: route.map_or(RouteLabel::none(), |r| &r.label),
             method,
             status,
             duration: elapsed,

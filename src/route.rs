@@ -64,6 +64,8 @@ pub enum Auth {
 #[derive(Debug)]
 pub struct Route {
     pub name: String,
+    /// `name`, for metrics.
+    pub label: crate::metrics::RouteLabel,
     pub path: PathMatch,
     /// `None`: every method.
     pub methods: Option<Vec<Method>>,

@@ -632,6 +632,7 @@ fn compile_route(
         problems.at(&field("max_concurrent_requests"), "must be at least 1");
     }
     Some(Route {
+        label: crate::metrics::RouteLabel::new(&raw.name),
         name: raw.name,
         path: path?,
         methods,
