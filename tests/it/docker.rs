@@ -12,6 +12,7 @@ use cryptr_gateway::config::Plan;
 use serde_yaml::Value;
 
 use crate::support::plan_in;
+use crate::support::{read, repo};
 
 /// Where the Cryptr Vue sample calls its API (`src/views/Profile.vue`, branch
 /// `07-backend-courses-api` of cryptr-examples/cryptr-vue2-sample, commit 251c6a1).
@@ -461,17 +462,9 @@ fn demo_publishes_its_ports_on_the_same_numbers_inside_and_out() {
 
 // ---- reading the files ----------------------------------------------------------------------
 
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// Compose resolves relative paths from the compose file's folder.
 fn docker_dir() -> PathBuf {
     repo().join("docker")
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn compose() -> Value {

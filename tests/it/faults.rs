@@ -25,6 +25,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::support::issuer::{edit, Mode, SigningKey, TestIssuer, AUDIENCE};
+use crate::support::BodyReport;
 use crate::support::{self, config, metric, poll_until, raw_get, raw_status, Gateway, Upstream};
 
 /// Long enough for anything that works; short enough that a hang fails the test, not CI.
@@ -541,21 +542,6 @@ async fn valid_requests_never_fail_while_the_jwks_endpoint_flaps() {
         cache.status(&keys).failures >= failed_before + 9
     })
     .await;
-}
-
-/// What an upstream made of one request body: complete, or cut (by an error, or by the
-/// connection going away, which drops the handler mid-way).
-struct BodyReport {
-    ended: Arc<Mutex<Vec<(bool, usize)>>>,
-    seen: Arc<AtomicUsize>,
-    complete: bool,
-    bytes: usize,
-}
-
-impl Drop for BodyReport {
-    fn drop(&mut self) {
-        self.ended.lock().unwrap().push((self.complete, self.bytes));
-    }
 }
 
 #[tokio::test]

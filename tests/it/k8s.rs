@@ -14,6 +14,8 @@ use cryptr_gateway::admin::{HEALTH_PATH, METRICS_PATH, READY_PATH};
 use cryptr_gateway::config::{self, ConfigErrors, Plan};
 use serde_yaml::Value;
 
+use crate::support::{read, repo};
+
 #[test]
 fn the_kustomization_lists_every_manifest_in_the_folder() {
     let listed = resources();
@@ -401,16 +403,8 @@ fn the_memory_request_and_limit_fit_the_benchmarks_measurements() {
 
 // ---- reading the files ----------------------------------------------------------------------
 
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn k8s_dir() -> PathBuf {
     repo().join("docker/k8s")
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// One manifest file, one document.

@@ -20,7 +20,8 @@ use tokio::sync::mpsc;
 
 use crate::support::issuer::{edit, SigningKey, TestIssuer, AUDIENCE};
 use crate::support::{
-    self, metric, poll_until, raw_get, raw_json, raw_request, raw_status, Gateway, Upstream,
+    self, metric, poll_until, raw_get, raw_json, raw_request, raw_status, BodyReport, Gateway,
+    Upstream,
 };
 
 /// One route entry of a `routes:` block, `auth: none`; `extra` lines are indented by four.
@@ -240,20 +241,6 @@ async fn limits_max_body_is_the_bound_of_every_route_without_its_own() {
     assert_eq!(json(res).await["code"], "body_too_large");
 }
 
-/// What an upstream made of one request body: complete, or cut (by an error or by the
-/// connection going away, which drops the handler).
-struct BodyReport {
-    ended: Arc<Mutex<Vec<(bool, usize)>>>,
-    complete: bool,
-    bytes: usize,
-}
-
-impl Drop for BodyReport {
-    fn drop(&mut self) {
-        self.ended.lock().unwrap().push((self.complete, self.bytes));
-    }
-}
-
 #[tokio::test]
 async fn a_streamed_body_cut_at_max_body_never_reaches_the_upstream_as_a_complete_one() {
     let started = Arc::new(AtomicUsize::new(0));
@@ -263,6 +250,7 @@ async fn a_streamed_body_cut_at_max_body_never_reaches_the_upstream_as_a_complet
         s.fetch_add(1, Ordering::SeqCst);
         let report = BodyReport {
             ended: e.clone(),
+            seen: Arc::default(),
             complete: false,
             bytes: 0,
         };

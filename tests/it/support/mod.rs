@@ -436,3 +436,29 @@ pub fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
         (key == wanted).then(|| value.parse().ok()).flatten()
     })
 }
+
+/// The repository's root (the crate's manifest folder).
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A file's text; panics naming the file.
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// What an upstream made of one request body: dropped (by the handler's end, or by the
+/// connection going away mid-way), it records whether the body came whole, and its size.
+pub struct BodyReport {
+    pub ended: Arc<Mutex<Vec<(bool, usize)>>>,
+    /// Bytes received so far, for a test waiting on progress.
+    pub seen: Arc<std::sync::atomic::AtomicUsize>,
+    pub complete: bool,
+    pub bytes: usize,
+}
+
+impl Drop for BodyReport {
+    fn drop(&mut self) {
+        self.ended.lock().unwrap().push((self.complete, self.bytes));
+    }
+}
