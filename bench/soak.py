@@ -128,7 +128,7 @@ end
 # ---------------------------------------------------------------------------------------------
 # Small helpers (the port helpers are bench.py's)
 
-from bench import free_port, wait_port  # noqa: E402  (bench/ is on sys.path: this file's folder)
+from bench import Servers, free_port, wait_port  # noqa: E402  (bench/ is on sys.path: this file's folder)
 
 
 def b64u(data):
@@ -284,7 +284,7 @@ class Soak:
         self.duration = args.minutes * 60
         self.work = Path(tempfile.mkdtemp(prefix="cryptr-soak-"))
         self.work.chmod(0o755)  # nginx's workers must read the files
-        self.procs = []
+        self.servers = Servers()
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.t0 = None  # monotonic start of the soak
@@ -306,23 +306,11 @@ class Soak:
 
     # --- processes
 
-    def start(self, name, cmd, port=None, log=None, env=None):
-        out = open(log, "w") if log else subprocess.DEVNULL
-        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-        self.procs.append((name, p))
-        if port:
-            wait_port(port)
-        return p
+    def start(self, name, cmd, port, **kw):
+        return self.servers.start(name, cmd, port, **kw)
 
     def stop_all(self):
-        for _, p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for _, p in self.procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        self.servers.stop()
 
     def rel(self):
         return time.monotonic() - self.t0
