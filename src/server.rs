@@ -328,7 +328,6 @@ struct Conn {
     builder: auto::Builder<TokioExecutor>,
     stop: watch::Receiver<bool>,
     /// Counted in `connections_open` while it lives.
-    #[allow(dead_code)]
     counted: InFlight,
 }
 
