@@ -110,7 +110,7 @@ impl FramingGuard {
                 State::Head | State::ChunkSize | State::Trailers => {
                     // A line at a time: the bytes up to the next LF are only counted and the
                     // line's start kept, so a long header (a 1 KiB token) costs a memchr.
-                    let end = bytes.iter().position(|&c| c == b'\n');
+                    let end = memchr::memchr(b'\n', bytes);
                     let (text, rest) = match end {
                         Some(i) => (&bytes[..i], Some(&bytes[i + 1..])),
                         None => (bytes, None),

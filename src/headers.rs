@@ -35,6 +35,12 @@ fn hop_by_hop() -> [&'static HeaderName; 8] {
 /// Returns whether the sender asked for trailers (`TE: trailers`), which is worth passing on
 /// as our own `TE` since trailers do stream through.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) -> bool {
+    // Most messages carry none: one pass over the names (comparisons of standard headers are
+    // integer compares) instead of eight hashed removals.
+    let hop_by_hop = hop_by_hop();
+    if !headers.keys().any(|n| hop_by_hop.contains(&n)) {
+        return false;
+    }
     let wants_trailers = headers.get_all(TE).iter().any(|v| {
         v.to_str().is_ok_and(|s| {
             s.split(',').any(|t| {
@@ -58,7 +64,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) -> bool {
             headers.remove(name);
         }
     }
-    for name in hop_by_hop() {
+    for name in hop_by_hop {
         headers.remove(name);
     }
     wants_trailers
@@ -67,6 +73,8 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) -> bool {
 /// Who sent the request, as far as the forwarding headers are concerned.
 pub(crate) struct Client<'a> {
     pub ip: IpAddr,
+    /// `ip` as text, made once per connection.
+    pub ip_text: &'a HeaderValue,
     /// The peer is a configured trusted proxy: its forwarding headers are kept and extended.
     pub trusted: bool,
     /// `http` or `https`: how the client reached us.
@@ -79,8 +87,8 @@ pub(crate) struct Client<'a> {
 /// own copies of these (and of every `X-Forwarded-*` and `X-Real-IP`) are dropped first, so the
 /// chain starts anew and nobody can forge their address to an upstream.
 pub(crate) fn set_forwarding(headers: &mut HeaderMap, client: &Client<'_>) {
-    let ip = client.ip.to_string();
-    let mut xff = ip.clone();
+    let ip = client.ip_text.to_str().unwrap_or_default();
+    let mut xff = None;
     if client.trusted {
         let previous: Vec<&str> = headers
             .get_all(&X_FORWARDED_FOR)
@@ -88,11 +96,11 @@ pub(crate) fn set_forwarding(headers: &mut HeaderMap, client: &Client<'_>) {
             .filter_map(|v| v.to_str().ok())
             .collect();
         if !previous.is_empty() {
-            xff = format!("{}, {ip}", previous.join(", "));
+            xff = HeaderValue::from_str(&format!("{}, {ip}", previous.join(", "))).ok();
         }
         if headers.contains_key(FORWARDED) {
             let node = match client.ip {
-                IpAddr::V4(_) => ip.clone(),
+                IpAddr::V4(_) => ip.to_string(),
                 IpAddr::V6(_) => format!("\"[{ip}]\""),
             };
             append(
@@ -113,9 +121,8 @@ pub(crate) fn set_forwarding(headers: &mut HeaderMap, client: &Client<'_>) {
         headers.remove(FORWARDED);
         headers.remove(&X_REAL_IP);
     }
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
-    }
+    let xff = xff.unwrap_or_else(|| client.ip_text.clone());
+    headers.insert(X_FORWARDED_FOR.clone(), xff);
     if !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(
             X_FORWARDED_PROTO.clone(),
@@ -219,6 +226,7 @@ mod tests {
             &mut h,
             &Client {
                 ip: "192.0.2.7".parse().unwrap(),
+                ip_text: &HeaderValue::from_static("192.0.2.7"),
                 trusted: false,
                 proto: "http",
                 host: Some(&host),
@@ -244,6 +252,7 @@ mod tests {
             &mut h,
             &Client {
                 ip: "::1".parse().unwrap(),
+                ip_text: &HeaderValue::from_static("::1"),
                 trusted: true,
                 proto: "http",
                 host: None,

@@ -30,11 +30,27 @@ use crate::upstream::Upstream;
 pub struct FramingViolation(pub crate::framing::Violation);
 
 /// What the gateway knows of the connection a request came on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     /// `http` or `https`.
     pub proto: &'static str,
+    /// The peer's address as a header value (for `X-Forwarded-For`), written once per
+    /// connection rather than formatted for every request.
+    peer_ip: HeaderValue,
+}
+
+impl ConnInfo {
+    pub fn new(peer: SocketAddr, proto: &'static str) -> ConnInfo {
+        let ip = peer.ip().to_canonical();
+        ConnInfo {
+            peer,
+            proto,
+            // An address's text is always a valid header value.
+            peer_ip: HeaderValue::from_str(&ip.to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+        }
+    }
 }
 
 /// Serves one request; never fails: every error becomes its HTTP answer here.
@@ -207,9 +223,7 @@ fn rewrite_identity(parts: &mut Parts, plan: &Plan, route: &Route, identity: Opt
     let Some(identity) = identity else {
         return;
     };
-    for (header, value) in rules.injected_headers(identity) {
-        parts.headers.insert(header, value);
-    }
+    rules.inject(identity, &mut parts.headers);
 }
 
 /// Refuses a declared length over the route's limit before anything is sent upstream, and
@@ -259,6 +273,7 @@ fn rewrite_request(
         &mut parts.headers,
         &headers::Client {
             ip,
+            ip_text: &conn.peer_ip,
             trusted: plan.is_trusted(ip),
             proto: conn.proto,
             host: client_host.as_ref(),

@@ -385,7 +385,7 @@ impl Conn {
             mut stop,
             counted: _counted,
         } = self;
-        let info = ConnInfo { peer, proto };
+        let info = ConnInfo::new(peer, proto);
         // hyper's HTTP/1 header timer runs from the moment it waits for a head, idle time
         // included, so it is our idle bound for HTTP/1; the (shorter) head bound is ours,
         // below, counted from the first byte of a head.
@@ -410,6 +410,7 @@ impl Conn {
                     req.extensions_mut().insert(pipeline::FramingViolation(why));
                 }
                 let shared = shared.clone();
+                let info = info.clone();
                 async move {
                     let in_flight = shared.metrics.in_flight();
                     let plan = shared.plan();

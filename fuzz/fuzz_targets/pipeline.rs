@@ -154,16 +154,14 @@ async fn serve(st: &'static State, data: &[u8]) -> Vec<u8> {
     } else {
         "192.0.2.7:40000".parse().unwrap()
     };
-    let info = ConnInfo {
-        peer,
-        proto: "http",
-    };
+    let info = ConnInfo::new(peer, "http");
     let service = {
         let plan = plan.clone();
         let faults = faults.clone();
         service_fn(move |req: Request<Incoming>| {
             let plan = plan.clone();
             let faults = faults.clone();
+            let info = info.clone();
             async move {
                 let path = cryptr_gateway::path::normalize(req.uri().path())
                     .map(|p| p.into_owned())

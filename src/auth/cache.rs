@@ -1,12 +1,16 @@
 //! Verified tokens, remembered: a request that carries a token seen before skips the
 //! signature check (the dominant cost), and a flood of one forged token costs one check.
 //!
-//! Keyed by the SHA-256 of the whole token, so a hit is the very same bytes. An entry lives no
-//! longer than the token's `exp` (and at most five minutes), and is ignored once its issuer's
-//! key set was fetched again (a rotation or a revocation must not be outlived). What a hit
-//! skips is only what does not depend on the route or the clock: the route's issuers, scopes
-//! and claim rules are checked on every request.
+//! Looked up by a keyed 64-bit hash of the whole token, and a hit is only one whose stored
+//! token is the very same bytes: a hash collision, chance or crafted, is a miss, never
+//! another caller's identity. (It replaced a SHA-256 of the token, which was the largest
+//! single cost of a cached request; with the bytes compared, the hash needs no collision
+//! resistance.) An entry lives no longer than the token's `exp` (and at most five minutes),
+//! and is ignored once its issuer's key set was fetched again (a rotation or a revocation must
+//! not be outlived). What a hit skips is only what does not depend on the route or the clock:
+//! the route's issuers, scopes and claim rules are checked on every request.
 
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,11 +24,18 @@ use super::Identity;
 const MAX_ENTRY_LIFE: Duration = Duration::from_secs(300);
 /// How long a token whose signature failed is remembered as bad.
 const BAD_TOKEN_LIFE: Duration = Duration::from_secs(60);
+/// Memory for tokens whose signature failed: some 10,000 tokens of Cryptr's size.
+const BAD_TOKEN_BYTES: u64 = 8 << 20;
 
-pub type TokenKey = [u8; 32];
+/// A token and its hash, as the caches look it up.
+pub struct TokenKey<'t> {
+    hash: u64,
+    token: &'t str,
+}
 
-#[derive(Clone)]
-struct Entry {
+struct Verified {
+    /// The whole token, compared on every hit.
+    token: Box<str>,
     identity: Arc<Identity>,
     /// The generation of the key set it was verified with.
     generation: u64,
@@ -33,16 +44,19 @@ struct Entry {
 
 struct UntilExp;
 
-impl Expiry<TokenKey, Entry> for UntilExp {
-    fn expire_after_create(&self, _: &TokenKey, e: &Entry, now: Instant) -> Option<Duration> {
+impl Expiry<u64, Arc<Verified>> for UntilExp {
+    fn expire_after_create(&self, _: &u64, e: &Arc<Verified>, now: Instant) -> Option<Duration> {
         Some(e.expires.saturating_duration_since(now))
     }
 }
 
 /// Bounded caches of good and bad tokens, with hit counters.
 pub struct TokenCache {
-    valid: Cache<TokenKey, Entry>,
-    invalid: Cache<TokenKey, ()>,
+    /// Values are shared: a lookup clones what it finds.
+    valid: Cache<u64, Arc<Verified>>,
+    invalid: Cache<u64, Arc<str>>,
+    /// Seeded at random for each cache, so nobody outside can aim two tokens at one slot.
+    hasher: foldhash::quality::RandomState,
     hits: AtomicU64,
     misses: AtomicU64,
     bad_hits: AtomicU64,
@@ -57,56 +71,67 @@ impl std::fmt::Debug for TokenCache {
 }
 
 impl TokenCache {
-    /// At most about `max_bytes` of verified tokens (each weighed by its claims), and 10,000
-    /// bad ones (32 bytes each).
+    /// At most about `max_bytes` of verified tokens (each weighed by its size and claims), and
+    /// 8MiB of bad ones.
     pub fn new(max_bytes: u64) -> TokenCache {
         TokenCache {
             valid: Cache::builder()
                 .max_capacity(max_bytes)
-                // The payload text, its parsed claims (about twice that), and the entry itself.
-                .weigher(|_, e: &Entry| {
-                    u32::try_from(e.identity.payload_b64.len() * 3 + 256).unwrap_or(u32::MAX)
+                // The token, its payload's parsed claims (about twice the payload's text, which
+                // is kept too), the claim headers and the entry itself.
+                .weigher(|_, e: &Arc<Verified>| {
+                    let size = e.token.len() + e.identity.payload_b64.len() * 3 + 256;
+                    u32::try_from(size).unwrap_or(u32::MAX)
                 })
                 .expire_after(UntilExp)
                 .build(),
             invalid: Cache::builder()
-                .max_capacity(10_000)
+                .max_capacity(BAD_TOKEN_BYTES)
+                .weigher(|_, token: &Arc<str>| u32::try_from(token.len() + 64).unwrap_or(u32::MAX))
                 .time_to_live(BAD_TOKEN_LIFE)
                 .build(),
+            hasher: foldhash::quality::RandomState::default(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             bad_hits: AtomicU64::new(0),
         }
     }
 
-    pub fn key(token: &str) -> TokenKey {
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-        let mut key = [0u8; 32];
-        key.copy_from_slice(digest.as_ref());
-        key
-    }
-
-    /// The identity verified for this token, if still good: same key-set generation, not past
-    /// `exp` at `now` (Unix seconds, the verifier's clock).
-    pub fn get(&self, key: &TokenKey, now: u64) -> Option<Arc<Identity>> {
-        let found = self.valid.get(key).filter(|e| {
-            e.generation == e.identity.issuer.keys.generation()
-                && e.identity.exp.saturating_add(e.identity.issuer.leeway) > now
-        });
-        match found {
-            Some(e) => {
-                self.hits.fetch_add(1, Ordering::Relaxed);
-                Some(e.identity)
-            }
-            None => {
-                self.misses.fetch_add(1, Ordering::Relaxed);
-                None
-            }
+    pub fn key<'t>(&self, token: &'t str) -> TokenKey<'t> {
+        TokenKey {
+            hash: self.hasher.hash_one(token),
+            token,
         }
     }
 
+    /// What is known of this token: verified before and still good (same key-set generation,
+    /// not past `exp` at `now`, Unix seconds on the verifier's clock), failed its signature
+    /// moments ago, or nothing. The good tokens are looked up first: the common request pays
+    /// for one lookup.
+    pub fn lookup(&self, key: &TokenKey<'_>, now: u64) -> Lookup {
+        let found = self.valid.get(&key.hash).filter(|e| {
+            *e.token == *key.token
+                && e.generation == e.identity.issuer.keys.generation()
+                && e.identity.exp.saturating_add(e.identity.issuer.leeway) > now
+        });
+        if let Some(e) = found {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Lookup::Verified(e.identity.clone());
+        }
+        if self
+            .invalid
+            .get(&key.hash)
+            .is_some_and(|bad| *bad == *key.token)
+        {
+            self.bad_hits.fetch_add(1, Ordering::Relaxed);
+            return Lookup::Forged;
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        Lookup::Unknown
+    }
+
     /// Remembers a verified token until its `exp` (seen at `now`), at most five minutes.
-    pub fn insert(&self, key: TokenKey, identity: Arc<Identity>, generation: u64, now: u64) {
+    pub fn insert(&self, key: &TokenKey<'_>, identity: Arc<Identity>, generation: u64, now: u64) {
         let left = identity
             .exp
             .saturating_add(identity.issuer.leeway)
@@ -116,25 +141,19 @@ impl TokenCache {
             return;
         }
         self.valid.insert(
-            key,
-            Entry {
+            key.hash,
+            Arc::new(Verified {
+                token: key.token.into(),
                 identity,
                 generation,
                 expires: Instant::now() + life,
-            },
+            }),
         );
     }
 
-    pub fn is_known_bad(&self, key: &TokenKey) -> bool {
-        let bad = self.invalid.contains_key(key);
-        if bad {
-            self.bad_hits.fetch_add(1, Ordering::Relaxed);
-        }
-        bad
-    }
-
-    pub fn insert_bad(&self, key: TokenKey) {
-        self.invalid.insert(key, ());
+    /// Remembers a token whose signature failed, for a minute.
+    pub fn insert_bad(&self, key: &TokenKey<'_>) {
+        self.invalid.insert(key.hash, key.token.into());
     }
 
     /// Counters so far, for tests and metrics.
@@ -147,6 +166,14 @@ impl TokenCache {
     }
 }
 
+/// What the token cache knows of a token.
+pub enum Lookup {
+    Verified(Arc<Identity>),
+    /// Its signature failed moments ago.
+    Forged,
+    Unknown,
+}
+
 /// How the token cache has done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheStats {
@@ -155,4 +182,106 @@ pub struct CacheStats {
     pub misses: u64,
     /// Requests refused as a token whose signature failed moments ago.
     pub bad_hits: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{Issuer, IssuerKeys, JwksSettings, KeySource};
+
+    fn identity(sub: &str, exp: u64) -> Arc<Identity> {
+        let keys = IssuerKeys::new(
+            "https://issuer.test/t/acme",
+            KeySource::Url {
+                url: "https://issuer.test/t/acme/.well-known".into(),
+                fallback: None,
+            },
+            JwksSettings::default(),
+        );
+        let issuer = Arc::new(Issuer {
+            name: "acme".into(),
+            iss: "https://issuer.test/t/acme".into(),
+            audiences: Vec::new(),
+            client_ids: Vec::new(),
+            algorithms: vec![jsonwebtoken::Algorithm::RS256],
+            leeway: 0,
+            required_claims: Vec::new(),
+            max_token_size: 8192,
+            claims_to_headers: vec![("sub".into(), http::HeaderName::from_static("x-user-id"))],
+            claims_header: None,
+            keys: Arc::new(keys),
+        });
+        let claims = serde_json::json!({ "sub": sub, "exp": exp });
+        let claims = claims.as_object().cloned().unwrap_or_default();
+        Arc::new(Identity::new(issuer, sub.into(), exp, claims, "e30".into()))
+    }
+
+    fn sub(found: Lookup) -> Option<String> {
+        match found {
+            Lookup::Verified(identity) => Some(identity.sub.clone()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_hit_is_the_same_token_and_its_own_identity() {
+        let cache = TokenCache::new(1 << 20);
+        let alice = cache.key("token-of-alice");
+        assert!(matches!(cache.lookup(&alice, 100), Lookup::Unknown));
+        cache.insert(&alice, identity("alice", 1000), 0, 100);
+        assert_eq!(sub(cache.lookup(&alice, 100)).as_deref(), Some("alice"));
+        // The claim headers were made once, with the identity.
+        let Lookup::Verified(found) = cache.lookup(&alice, 100) else {
+            panic!("a hit")
+        };
+        assert_eq!(found.issuer_headers.len(), 1);
+        assert!(matches!(
+            cache.lookup(&cache.key("token-of-bob"), 100),
+            Lookup::Unknown
+        ));
+        // Past `exp` it is not a hit any more.
+        assert!(matches!(cache.lookup(&alice, 1000), Lookup::Unknown));
+        assert_eq!(
+            cache.stats(),
+            CacheStats {
+                hits: 2,
+                misses: 3,
+                bad_hits: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_hash_collision_is_a_miss_never_another_callers_identity() {
+        let cache = TokenCache::new(1 << 20);
+        let alice = cache.key("token-of-alice");
+        cache.insert(&alice, identity("alice", 1000), 0, 100);
+        cache.insert_bad(&cache.key("forged"));
+        // Another token that lands on Alice's slot (and one on the forged one's): the bytes
+        // differ, so neither Alice's identity nor a refusal is handed out.
+        let mallory = TokenKey {
+            hash: alice.hash,
+            token: "token-of-mallory",
+        };
+        assert!(matches!(cache.lookup(&mallory, 100), Lookup::Unknown));
+        let honest = TokenKey {
+            hash: cache.key("forged").hash,
+            token: "an-honest-token",
+        };
+        assert!(matches!(cache.lookup(&honest, 100), Lookup::Unknown));
+        assert!(matches!(
+            cache.lookup(&cache.key("forged"), 100),
+            Lookup::Forged
+        ));
+    }
+
+    #[test]
+    fn each_cache_has_its_own_seed() {
+        let (a, b) = (TokenCache::new(1 << 20), TokenCache::new(1 << 20));
+        let same = (0..8).all(|i| {
+            let t = format!("token-{i}");
+            a.key(&t).hash == b.key(&t).hash
+        });
+        assert!(!same, "two caches hash alike: the seed is not random");
+    }
 }

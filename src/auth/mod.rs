@@ -77,16 +77,23 @@ impl RouteAuth {
     /// route's (which wins for a header both set), then the whole payload if asked. A claim
     /// that is absent, or cannot be a header value, sets no header.
     pub fn injected_headers(&self, identity: &Identity) -> Vec<(HeaderName, http::HeaderValue)> {
-        let mut out: Vec<(HeaderName, http::HeaderValue)> = Vec::new();
-        let mappings = identity
-            .issuer
-            .claims_to_headers
-            .iter()
-            .chain(&self.claims_to_headers);
-        for (name, header) in mappings {
+        let mut map = http::HeaderMap::new();
+        self.inject(identity, &mut map);
+        map.into_iter()
+            .filter_map(|(name, value)| Some((name?, value)))
+            .collect()
+    }
+
+    /// Sets [`RouteAuth::injected_headers`] on `headers`, replacing any of the same name. The
+    /// issuer's part was made once, when the token was verified; only a route's own mapping
+    /// reads claims here.
+    pub fn inject(&self, identity: &Identity, headers: &mut http::HeaderMap) {
+        for (header, value) in &identity.issuer_headers {
+            headers.insert(header.clone(), value.clone());
+        }
+        for (name, header) in &self.claims_to_headers {
             if let Some(value) = claim(&identity.claims, name).and_then(header_value) {
-                out.retain(|(h, _)| h != header);
-                out.push((header.clone(), value));
+                headers.insert(header.clone(), value);
             }
         }
         let whole = self
@@ -95,10 +102,9 @@ impl RouteAuth {
             .or(identity.issuer.claims_header.as_ref());
         if let Some(header) = whole {
             if let Ok(value) = http::HeaderValue::from_str(&identity.payload_b64) {
-                out.push((header.clone(), value));
+                headers.insert(header.clone(), value);
             }
         }
-        out
     }
 }
 
@@ -112,6 +118,36 @@ pub struct Identity {
     pub claims: Map<String, Value>,
     /// The token's payload as sent (base64url JSON), for `claims_header`.
     pub payload_b64: String,
+    /// The issuer's `claims_to_headers`, applied to these claims (see [`Identity::new`]).
+    pub issuer_headers: Vec<(HeaderName, http::HeaderValue)>,
+}
+
+impl Identity {
+    /// A verified caller; the issuer's claim headers are made here, once per token rather than
+    /// once per request (a cached token is reused across requests).
+    pub fn new(
+        issuer: Arc<Issuer>,
+        sub: String,
+        exp: u64,
+        claims: Map<String, Value>,
+        payload_b64: String,
+    ) -> Identity {
+        let mut issuer_headers: Vec<(HeaderName, http::HeaderValue)> = Vec::new();
+        for (name, header) in &issuer.claims_to_headers {
+            if let Some(value) = claim(&claims, name).and_then(header_value) {
+                issuer_headers.retain(|(h, _)| h != header);
+                issuer_headers.push((header.clone(), value));
+            }
+        }
+        Identity {
+            issuer,
+            sub,
+            exp,
+            claims,
+            payload_b64,
+            issuer_headers,
+        }
+    }
 }
 
 /// The time verification judges tokens by: the system clock, or a fixed instant (tests,
@@ -149,8 +185,9 @@ pub struct AuthPlan {
     /// Every issuer of the plan, for the key refreshers.
     pub issuers: Vec<Arc<Issuer>>,
     /// Every header any claim mapping names, lower-case with `_` as `-`: removed from every
-    /// client request, on every route.
-    pub identity_headers: HashSet<String>,
+    /// client request, on every route. A handful at most: a scan beats hashing each header
+    /// name of each request.
+    pub identity_headers: Vec<String>,
     /// Verified (and forged) tokens remembered; `None` with `token_cache: false`.
     pub token_cache: Option<cache::TokenCache>,
 }
@@ -176,10 +213,11 @@ impl AuthPlan {
             return false;
         }
         let name = name.as_str();
+        let is = |n: &str| self.identity_headers.iter().any(|h| h == n);
         if name.contains('_') {
-            self.identity_headers.contains(&name.replace('_', "-"))
+            is(&name.replace('_', "-"))
         } else {
-            self.identity_headers.contains(name)
+            is(name)
         }
     }
 }

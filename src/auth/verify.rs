@@ -8,7 +8,7 @@ use http::HeaderMap;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
-use super::cache::TokenCache;
+use super::cache::Lookup;
 use super::claims::{claim, scopes};
 use super::keys::KeySet;
 use super::token::{self, Parsed};
@@ -85,27 +85,30 @@ pub async fn verify(
     }
     // A token seen before: its signature and issuer-level claims were checked then.
     let cache = plan.token_cache.as_ref().filter(|_| check.keys.is_none());
-    let cache_key = cache.map(|_| TokenCache::key(&raw));
+    let cache_key = cache.map(|c| c.key(&raw));
     if let (Some(cache), Some(key)) = (cache, &cache_key) {
-        if cache.is_known_bad(key) {
-            notes.note("cache", || {
-                "this exact token failed its signature check moments ago".into()
-            });
-            return Err(bad_signature());
-        }
-        if let Some(identity) = cache.get(key, check.now) {
-            let accepted = route
-                .issuers
-                .iter()
-                .any(|i| Arc::ptr_eq(i, &identity.issuer));
-            // Past `max_stale` without keys, remembered tokens stop passing too.
-            if accepted && plan.cache.has_keys(&identity.issuer.keys) {
-                notes.note("cache", || {
-                    "verified before with the issuer's current keys".into()
-                });
-                authorize(route, &identity.claims)?;
-                return Ok(Some(identity));
+        match cache.lookup(key, check.now) {
+            Lookup::Verified(identity) => {
+                let accepted = route
+                    .issuers
+                    .iter()
+                    .any(|i| Arc::ptr_eq(i, &identity.issuer));
+                // Past `max_stale` without keys, remembered tokens stop passing too.
+                if accepted && plan.cache.has_keys(&identity.issuer.keys) {
+                    notes.note("cache", || {
+                        "verified before with the issuer's current keys".into()
+                    });
+                    authorize(route, &identity.claims)?;
+                    return Ok(Some(identity));
+                }
             }
+            Lookup::Forged => {
+                notes.note("cache", || {
+                    "this exact token failed its signature check moments ago".into()
+                });
+                return Err(bad_signature());
+            }
+            Lookup::Unknown => {}
         }
     }
     let parsed = token::parse(&raw, route.max_token_size)?;
@@ -157,7 +160,7 @@ pub async fn verify(
     }
     let valid = key.verify(alg, parsed.signing_input.as_bytes(), parsed.signature);
     if !valid {
-        if let (Some(cache), Some(key)) = (cache, cache_key) {
+        if let (Some(cache), Some(key)) = (cache, &cache_key) {
             cache.insert_bad(key);
         }
         return Err(bad_signature());
@@ -181,14 +184,15 @@ pub async fn verify(
             route.claims.len()
         )
     });
-    let identity = Arc::new(Identity {
-        issuer: issuer.clone(),
+    let exp = number(&parsed.claims, "exp").ok().flatten().unwrap_or(0);
+    let identity = Arc::new(Identity::new(
+        issuer.clone(),
         sub,
-        exp: number(&parsed.claims, "exp").ok().flatten().unwrap_or(0),
-        payload_b64: parsed.payload_b64.to_string(),
-        claims: parsed.claims,
-    });
-    if let (Some(cache), Some(key)) = (cache, cache_key) {
+        exp,
+        parsed.claims,
+        parsed.payload_b64.to_string(),
+    ));
+    if let (Some(cache), Some(key)) = (cache, &cache_key) {
         cache.insert(key, identity.clone(), keys.generation, check.now);
     }
     Ok(Some(identity))

@@ -439,10 +439,7 @@ pub(super) fn compile(cx: &Context<'_>) -> Result<Plan, Vec<Problem>> {
 }
 
 /// Every header name any claim mapping targets, as stripping compares them.
-fn identity_headers(
-    issuers: &Issuers,
-    routes: &[(usize, Route)],
-) -> std::collections::HashSet<String> {
+fn identity_headers(issuers: &Issuers, routes: &[(usize, Route)]) -> Vec<String> {
     let from_issuers = issuers.values().flatten().flat_map(|i| {
         i.claims_to_headers
             .iter()
@@ -459,10 +456,13 @@ fn identity_headers(
             .map(|(_, h)| h)
             .chain(a.claims_header.iter())
     });
-    from_issuers
+    let mut names: Vec<String> = from_issuers
         .chain(from_routes)
         .map(auth_config::normalize)
-        .collect()
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 pub(super) fn positive(
