@@ -179,6 +179,9 @@ def bench(binary, work, servers, args):
     (www / "public").mkdir()
     (www / "public/courses").write_text(json.dumps(COURSES))
     (www / "big").write_bytes(os.urandom(1 << 20))
+    # A 1 KiB JSON answer: the size of a typical API response.
+    kib = json.dumps([{"id": i, "title": f"course {i}", "teacher": "Max"} for i in range(40)])
+    (www / "kib").write_text((kib + " " * 1024)[:1024])
     (www / "t/bench").mkdir(parents=True)
     merged = {"keys": json.loads((work / "jwks2048.json").read_text())["keys"] + json.loads((work / "jwks4096.json").read_text())["keys"]}
     (www / "t/bench/.well-known").write_text(json.dumps(merged))
@@ -288,6 +291,7 @@ routes:
     target("64 connections", "cryptr-gateway, 10,000 tokens cycled", gw_port, script=lua, tokens=many)
     target("64 connections", "cryptr-gateway, token cache off (RSA 2048)", gw_nocache_port, headers=[auth])
     target("64 connections", "cryptr-gateway, token cache off (RSA 4096)", gw_nocache_port, headers=[f"Authorization: Bearer {valid4096}"])
+    target("64 connections", "cryptr-gateway, never-seen tokens (RSA 2048, cache off)", gw_nocache_port, script=lua, tokens=many)
     target("64 connections", "cryptr-gateway, never-seen tokens (RSA 4096, cache off)", gw_nocache_port, script=lua, tokens=many4096)
     target("64 connections", "cryptr-gateway, bad signature", gw_port, headers=[f"Authorization: Bearer {bad}"])
     target("64 connections", "cryptr-gateway, public route", gw_port, url_path="/public/courses")
@@ -297,9 +301,15 @@ routes:
         target("1 connection", "nginx proxy, no auth (reference)", nginx_port, conns=1)
         target("1 connection", "HAProxy jwt_verify, one token", haproxy_port, conns=1, headers=[auth])
         target("1 connection", "cryptr-gateway, one token reused", gw_port, conns=1, headers=[auth])
-        target("1 MiB response, 64 connections", "nginx proxy, no auth (reference)", nginx_port, url_path="/big")
-        target("1 MiB response, 64 connections", "cryptr-gateway, one token reused", gw_port, headers=[auth], url_path="/big")
+        for group, url_path in (("1 KiB response, 64 connections", "/kib"), ("1 MiB response, 64 connections", "/big")):
+            target(group, "upstream direct (ceiling)", up_port, url_path=url_path)
+            target(group, "nginx proxy, no auth (reference)", nginx_port, url_path=url_path)
+            target(group, "HAProxy jwt_verify, one token", haproxy_port, headers=[auth], url_path=url_path)
+            target(group, "cryptr-gateway, one token reused", gw_port, headers=[auth], url_path=url_path)
 
+    # Memory per connection, before any load: the fresh process with 1,000 keep-alive clients.
+    conn_rss_fresh = rss_with_connections(gw_port, gw.pid, 1000, auth)
+    time.sleep(1)
     fetches_before = jwks_fetches(work)
     rounds = {t[1] + "|" + t[0]: [] for t in T}
     for r in range(args.rounds):
@@ -319,7 +329,8 @@ routes:
         "rounds": rounds,
         "idle_rss_kib": idle_rss,
         "peak_rss_kib": peak_rss,
-        "rss_1000_conns_kib": conn_rss,
+        "rss_1000_conns_kib": conn_rss_fresh,
+        "rss_1000_conns_after_kib": conn_rss,
         "jwks_fetches": jwks_fetches(work) - fetches_before,
         "jwks_fetches_total": jwks_fetches(work),
         "duration": args.duration,
@@ -379,6 +390,10 @@ def write_results(res, args):
             "spread": (max(ratios) - min(ratios)) if ratios else float("nan"),
             "non2xx": sum(r["non2xx"] for r in runs),
         })
+    # What each target adds to the upstream's own p50, where the group measured it directly.
+    for r in rows:
+        direct = next((d for d in rows if d["group"] == r["group"] and d["name"].startswith("upstream direct")), None)
+        r["added"] = (r["p50"] - direct["p50"]) * 1000 if direct and direct is not r else float("nan")
     m = machine()
     lines = [
         "# Benchmark results",
@@ -398,15 +413,17 @@ def write_results(res, args):
     for r in rows:
         if r["group"] != group:
             group = r["group"]
-            lines += [f"## {group}", "", "| target | req/s | ratio to nginx | spread | p50 ms | p99 ms | non-2xx |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        lines.append(f"| {r['name']} | {r['rps']:.0f} | {r['ratio']:.2f}x | {r['spread']:.2f} | {r['p50']:.3f} | {r['p99']:.3f} | {r['non2xx']} |")
+            lines += [f"## {group}", "", "| target | req/s | ratio to nginx | spread | p50 ms | p50 added over direct, µs | p99 ms | non-2xx |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        added = f"{r['added']:.0f}" if r["added"] == r["added"] else "-"
+        lines.append(f"| {r['name']} | {r['rps']:.0f} | {r['ratio']:.2f}x | {r['spread']:.2f} | {r['p50']:.3f} | {added} | {r['p99']:.3f} | {r['non2xx']} |")
         if r is rows[-1] or rows[rows.index(r) + 1]["group"] != group:
             lines.append("")
     lines += [
         "## Memory and key fetches",
         "",
         f"- cryptr-gateway RSS at idle: {res['idle_rss_kib'] / 1024:.1f} MiB; peak during the run: {res['peak_rss_kib'] / 1024:.1f} MiB; "
-        f"with 1,000 open keep-alive connections: {res['rss_1000_conns_kib'] / 1024:.1f} MiB.",
+        f"with 1,000 open keep-alive connections: {res['rss_1000_conns_kib'] / 1024:.1f} MiB before the rounds, "
+        f"{res['rss_1000_conns_after_kib'] / 1024:.1f} MiB after them (with the token cache holding the 10,000-token rounds' tokens).",
         f"- JWKS fetches by the two gateways during the measured rounds: {res['jwks_fetches']} "
         f"({res['jwks_fetches_total']} with their start; the tutorial's Flask server fetches its own on every request).",
         "",

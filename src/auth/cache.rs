@@ -34,8 +34,7 @@ pub struct TokenKey<'t> {
 }
 
 struct Verified {
-    /// The whole token, compared on every hit.
-    token: Box<str>,
+    /// Holds the whole token, compared on every hit.
     identity: Arc<Identity>,
     /// The generation of the key set it was verified with.
     generation: u64,
@@ -77,10 +76,10 @@ impl TokenCache {
         TokenCache {
             valid: Cache::builder()
                 .max_capacity(max_bytes)
-                // The token, its payload's parsed claims (about twice the payload's text, which
-                // is kept too), the claim headers and the entry itself.
+                // The token, its payload's parsed claims (about twice the payload's text), the
+                // claim headers and the entry itself.
                 .weigher(|_, e: &Arc<Verified>| {
-                    let size = e.token.len() + e.identity.payload_b64.len() * 3 + 256;
+                    let size = e.identity.token().len() + e.identity.payload_b64().len() * 2 + 512;
                     u32::try_from(size).unwrap_or(u32::MAX)
                 })
                 .expire_after(UntilExp)
@@ -110,7 +109,7 @@ impl TokenCache {
     /// for one lookup.
     pub fn lookup(&self, key: &TokenKey<'_>, now: u64) -> Lookup {
         let found = self.valid.get(&key.hash).filter(|e| {
-            *e.token == *key.token
+            e.identity.token() == key.token
                 && e.generation == e.identity.issuer.keys.generation()
                 && e.identity.exp.saturating_add(e.identity.issuer.leeway) > now
         });
@@ -137,13 +136,13 @@ impl TokenCache {
             .saturating_add(identity.issuer.leeway)
             .saturating_sub(now);
         let life = Duration::from_secs(left).min(MAX_ENTRY_LIFE);
-        if life.is_zero() {
+        // The entry is found by the key's hash and matched by the identity's token.
+        if life.is_zero() || identity.token() != key.token {
             return;
         }
         self.valid.insert(
             key.hash,
             Arc::new(Verified {
-                token: key.token.into(),
                 identity,
                 generation,
                 expires: Instant::now() + life,
@@ -189,7 +188,7 @@ mod tests {
     use super::*;
     use crate::auth::{Issuer, IssuerKeys, JwksSettings, KeySource};
 
-    fn identity(sub: &str, exp: u64) -> Arc<Identity> {
+    fn identity(token: &str, sub: &str, exp: u64) -> Arc<Identity> {
         let keys = IssuerKeys::new(
             "https://issuer.test/t/acme",
             KeySource::Url {
@@ -213,7 +212,7 @@ mod tests {
         });
         let claims = serde_json::json!({ "sub": sub, "exp": exp });
         let claims = claims.as_object().cloned().unwrap_or_default();
-        Arc::new(Identity::new(issuer, sub.into(), exp, claims, "e30".into()))
+        Arc::new(Identity::new(issuer, sub.into(), exp, claims, token))
     }
 
     fn sub(found: Lookup) -> Option<String> {
@@ -228,7 +227,7 @@ mod tests {
         let cache = TokenCache::new(1 << 20);
         let alice = cache.key("token-of-alice");
         assert!(matches!(cache.lookup(&alice, 100), Lookup::Unknown));
-        cache.insert(&alice, identity("alice", 1000), 0, 100);
+        cache.insert(&alice, identity("token-of-alice", "alice", 1000), 0, 100);
         assert_eq!(sub(cache.lookup(&alice, 100)).as_deref(), Some("alice"));
         // The claim headers were made once, with the identity.
         let Lookup::Verified(found) = cache.lookup(&alice, 100) else {
@@ -255,7 +254,7 @@ mod tests {
     fn a_hash_collision_is_a_miss_never_another_callers_identity() {
         let cache = TokenCache::new(1 << 20);
         let alice = cache.key("token-of-alice");
-        cache.insert(&alice, identity("alice", 1000), 0, 100);
+        cache.insert(&alice, identity("token-of-alice", "alice", 1000), 0, 100);
         cache.insert_bad(&cache.key("forged"));
         // Another token that lands on Alice's slot (and one on the forged one's): the bytes
         // differ, so neither Alice's identity nor a refusal is handed out.

@@ -101,7 +101,7 @@ impl RouteAuth {
             .as_ref()
             .or(identity.issuer.claims_header.as_ref());
         if let Some(header) = whole {
-            if let Ok(value) = http::HeaderValue::from_str(&identity.payload_b64) {
+            if let Ok(value) = http::HeaderValue::from_str(identity.payload_b64()) {
                 headers.insert(header.clone(), value);
             }
         }
@@ -116,8 +116,11 @@ pub struct Identity {
     /// The token's `exp` (Unix seconds).
     pub exp: u64,
     pub claims: Map<String, Value>,
-    /// The token's payload as sent (base64url JSON), for `claims_header`.
-    pub payload_b64: String,
+    /// The whole token as sent: what the token cache compares, and (its payload part) what
+    /// `claims_header` forwards.
+    token: Box<str>,
+    /// Where the payload (base64url JSON) sits in `token`.
+    payload: std::ops::Range<usize>,
     /// The issuer's `claims_to_headers`, applied to these claims (see [`Identity::new`]).
     pub issuer_headers: Vec<(HeaderName, http::HeaderValue)>,
 }
@@ -130,7 +133,7 @@ impl Identity {
         sub: String,
         exp: u64,
         claims: Map<String, Value>,
-        payload_b64: String,
+        token: &str,
     ) -> Identity {
         let mut issuer_headers: Vec<(HeaderName, http::HeaderValue)> = Vec::new();
         for (name, header) in &issuer.claims_to_headers {
@@ -144,9 +147,30 @@ impl Identity {
             sub,
             exp,
             claims,
-            payload_b64,
+            payload: payload_range(token),
+            token: token.into(),
             issuer_headers,
         }
+    }
+
+    /// The token this identity was verified from.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The token's payload as sent (base64url JSON).
+    pub fn payload_b64(&self) -> &str {
+        self.token.get(self.payload.clone()).unwrap_or_default()
+    }
+}
+
+/// Where the payload sits in a compact JWS (`header.payload.signature`); empty when there
+/// is no payload part.
+fn payload_range(token: &str) -> std::ops::Range<usize> {
+    let mut dots = token.match_indices('.').map(|(i, _)| i);
+    match (dots.next(), dots.next()) {
+        (Some(a), Some(b)) => a + 1..b,
+        _ => 0..0,
     }
 }
 

@@ -112,7 +112,6 @@ pub(crate) struct Parsed<'t> {
     pub claims: Map<String, Value>,
     /// `header.payload`: what the signature covers.
     pub signing_input: &'t str,
-    pub payload_b64: &'t str,
     pub signature: &'t str,
 }
 
@@ -153,7 +152,6 @@ pub(crate) fn parse(token: &str, max_size: usize) -> Result<Parsed<'_>, AuthFail
         header,
         claims,
         signing_input: &token[..h.len() + 1 + p.len()],
-        payload_b64: p,
         signature: s,
     })
 }

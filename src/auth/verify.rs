@@ -185,13 +185,7 @@ pub async fn verify(
         )
     });
     let exp = number(&parsed.claims, "exp").ok().flatten().unwrap_or(0);
-    let identity = Arc::new(Identity::new(
-        issuer.clone(),
-        sub,
-        exp,
-        parsed.claims,
-        parsed.payload_b64.to_string(),
-    ));
+    let identity = Arc::new(Identity::new(issuer.clone(), sub, exp, parsed.claims, &raw));
     if let (Some(cache), Some(key)) = (cache, &cache_key) {
         cache.insert(key, identity.clone(), keys.generation, check.now);
     }
