@@ -21,7 +21,9 @@ const ISS: &str = "https://auth.cryptr.eu/t/acme";
 const AUD: &str = "http://localhost:8080";
 
 fn key(file: &str, kid: &str) -> SigningKey {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys").join(file);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/keys")
+        .join(file);
     let pem = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     SigningKey::from_pem(&pem, Some(kid)).unwrap_or_else(|e| panic!("{file}: {e}"))
 }
@@ -89,8 +91,8 @@ fn token(key: &SigningKey, sub: &str) -> String {
 
 fn bearer(token: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    let value = HeaderValue::from_str(&format!("Bearer {token}"))
-        .unwrap_or_else(|e| panic!("header: {e}"));
+    let value =
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap_or_else(|e| panic!("header: {e}"));
     headers.insert(http::header::AUTHORIZATION, value);
     headers.insert(http::header::HOST, HeaderValue::from_static("api.test"));
     headers

@@ -36,7 +36,8 @@ const DEFAULT_MAX_URI_LENGTH: u64 = 8 * 1024;
 /// queueing without bound in front of a struggling upstream.
 const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1024;
 const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
-/// Memory for remembered verified tokens: some 20,000 Cryptr tokens.
+/// Memory for remembered verified tokens: some 12,000 Cryptr-sized tokens (about 5 KB each
+/// with their claims and the cache's bookkeeping).
 const TOKEN_CACHE_BYTES: u64 = 64 << 20;
 
 /// The methods a route may name (an extension method is more likely a typo than intended).
