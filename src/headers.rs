@@ -35,37 +35,61 @@ fn hop_by_hop() -> [&'static HeaderName; 8] {
 /// Returns whether the sender asked for trailers (`TE: trailers`), which is worth passing on
 /// as our own `TE` since trailers do stream through.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) -> bool {
-    // Most messages carry none: one pass over the names (comparisons of standard headers are
-    // integer compares) instead of eight hashed removals.
+    // One pass over the names (comparisons of standard headers are integer compares) notes
+    // which of the fixed list are present: most messages carry none, or only `Connection`
+    // (and `Keep-Alive`), and only those are then removed, each removal a hashed lookup.
     let hop_by_hop = hop_by_hop();
-    if !headers.keys().any(|n| hop_by_hop.contains(&n)) {
+    let mut present = [false; 8];
+    for name in headers.keys() {
+        if let Some(i) = hop_by_hop.iter().position(|h| *h == name) {
+            present[i] = true;
+        }
+    }
+    if !present.contains(&true) {
         return false;
     }
-    let wants_trailers = headers.get_all(TE).iter().any(|v| {
-        v.to_str().is_ok_and(|s| {
-            s.split(',').any(|t| {
-                t.trim()
-                    .split(';')
-                    .next()
-                    .is_some_and(|n| n.trim().eq_ignore_ascii_case("trailers"))
+    let has = |wanted: &HeaderName| {
+        hop_by_hop
+            .iter()
+            .position(|h| *h == wanted)
+            .is_some_and(|i| present[i])
+    };
+    let wants_trailers = has(&TE)
+        && headers.get_all(TE).iter().any(|v| {
+            v.to_str().is_ok_and(|s| {
+                s.split(',').any(|t| {
+                    t.trim()
+                        .split(';')
+                        .next()
+                        .is_some_and(|n| n.trim().eq_ignore_ascii_case("trailers"))
+                })
             })
-        })
-    });
-    if headers.contains_key(CONNECTION) {
+        });
+    if has(&CONNECTION) {
         // HeaderName::from_bytes lower-cases, so `Connection: X-Custom` removes `x-custom`.
+        // Options naming a header of the fixed list (`keep-alive`, the usual one) are removed
+        // with that list; only other names are collected.
         let named: Vec<HeaderName> = headers
             .get_all(CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .map(str::trim)
+            .filter(|t| {
+                !hop_by_hop
+                    .iter()
+                    .any(|h| h.as_str().eq_ignore_ascii_case(t))
+            })
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .collect();
         for name in named {
             headers.remove(name);
         }
     }
-    for name in hop_by_hop {
-        headers.remove(name);
+    for (name, present) in hop_by_hop.iter().zip(present) {
+        if present {
+            headers.remove(*name);
+        }
     }
     wants_trailers
 }
@@ -200,8 +224,32 @@ mod tests {
             ("trailer", "x-checksum"),
         ]);
         assert!(!strip_hop_by_hop(&mut h));
-        let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
-        assert_eq!(left, ["x-end-to-end", "trailer"]);
+        // Which names are left, whatever their order (removal reorders distinct names; the
+        // values of one name keep theirs).
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["trailer", "x-end-to-end"]);
+    }
+
+    #[test]
+    fn a_keep_alive_answer_loses_exactly_its_hop_by_hop_headers() {
+        let mut h = map(&[
+            ("server", "nginx"),
+            ("connection", "keep-alive"),
+            ("keep-alive", "timeout=75"),
+            ("content-length", "2"),
+        ]);
+        assert!(!strip_hop_by_hop(&mut h));
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["content-length", "server"]);
+        // `Connection: close` names no header; one called `close` would go.
+        let mut h = map(&[("connection", "close"), ("close", "x"), ("server", "nginx")]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(
+            h.keys().map(HeaderName::as_str).collect::<Vec<_>>(),
+            ["server"]
+        );
     }
 
     #[test]
