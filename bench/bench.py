@@ -474,7 +474,8 @@ def write_results(res, args):
 
 def svg(rows):
     rows = [r for r in rows if r["ratio"] == r["ratio"]]
-    width, bar_h, left, top = 900, 22, 430, 30
+    # Room on the left for the longest label ("... never-seen tokens (RSA 2048, cache off) [64 connections]").
+    width, bar_h, left, top = 1040, 22, 570, 30
     scale = (width - left - 60) / max(2.5, max(r["ratio"] for r in rows))
     height = top + len(rows) * (bar_h + 6) + 30
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
