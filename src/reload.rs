@@ -90,7 +90,7 @@ impl Triggers {
         });
         Reloader {
             _watcher: watcher,
-            task,
+            _task: tokio_util::task::AbortOnDropHandle::new(task),
         }
     }
 }
@@ -98,13 +98,7 @@ impl Triggers {
 /// Stops the watcher and the signal listener when dropped.
 pub struct Reloader {
     _watcher: Option<notify::RecommendedWatcher>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Reloader {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _task: tokio_util::task::AbortOnDropHandle<()>,
 }
 
 fn start_watcher(files: &[&Path], tx: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {

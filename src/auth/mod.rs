@@ -122,7 +122,7 @@ pub struct Identity {
     /// Where the payload (base64url JSON) sits in `token`.
     payload: std::ops::Range<usize>,
     /// The issuer's `claims_to_headers`, applied to these claims (see [`Identity::new`]).
-    pub issuer_headers: Vec<(HeaderName, http::HeaderValue)>,
+    issuer_headers: Vec<(HeaderName, http::HeaderValue)>,
 }
 
 impl Identity {
@@ -226,9 +226,13 @@ impl AuthPlan {
             .iter()
             .filter(|i| seen.insert(i.iss.clone()))
             .filter(|i| !matches!(i.keys.source, KeySource::Static(_)))
-            .map(|i| tokio::spawn(self.cache.clone().refresh_loop(i.keys.clone())))
+            .map(|i| {
+                tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+                    self.cache.clone().refresh_loop(i.keys.clone()),
+                ))
+            })
             .collect();
-        Refreshers(tasks)
+        Refreshers { _tasks: tasks }
     }
 
     /// True when a client-sent header with this name must be dropped.
@@ -247,14 +251,8 @@ impl AuthPlan {
 }
 
 /// Aborts the key refreshers when dropped.
-pub struct Refreshers(Vec<tokio::task::JoinHandle<()>>);
-
-impl Drop for Refreshers {
-    fn drop(&mut self) {
-        for t in &self.0 {
-            t.abort();
-        }
-    }
+pub struct Refreshers {
+    _tasks: Vec<tokio_util::task::AbortOnDropHandle<()>>,
 }
 
 /// The codes of a 401, as Cryptr's tutorial named them (plus `invalid_token`).
