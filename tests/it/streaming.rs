@@ -118,15 +118,7 @@ async fn large_bodies_cross_whole_in_both_directions() {
                 let body: Body = StreamBody::new(frames).boxed_unsync();
                 return Response::new(body);
             }
-            let mut body = req.into_body();
-            let mut total = 0usize;
-            while let Some(frame) = body.frame().await {
-                match frame {
-                    Ok(f) => total += f.data_ref().map_or(0, Bytes::len),
-                    Err(e) => return Response::new(body::full(format!("error: {e}"))),
-                }
-            }
-            Response::new(body::full(total.to_string()))
+            support::count_body(req).await
         }
     })
     .await;

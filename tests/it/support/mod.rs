@@ -462,3 +462,29 @@ impl Drop for BodyReport {
         self.ended.lock().unwrap().push((self.complete, self.bytes));
     }
 }
+
+/// An upstream answer: reads the whole request body and answers with its length in bytes,
+/// or `error: ...` when the body broke off.
+pub async fn count_body(req: Request<Incoming>) -> Response<Body> {
+    let mut body = req.into_body();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => total += f.data_ref().map_or(0, Bytes::len),
+            Err(e) => return Response::new(body::full(format!("error: {e}"))),
+        }
+    }
+    Response::new(body::full(total.to_string()))
+}
+
+/// Asserts that an answer began with `first` and was then cut (its upstream stalled past
+/// the route's timeout), within 10 s.
+pub async fn assert_cut_after(mut res: reqwest::Response, first: &str) {
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.chunk().await.unwrap().unwrap(), first);
+    let rest = tokio::time::timeout(Duration::from_secs(10), res.chunk()).await;
+    assert!(
+        matches!(rest, Ok(Err(_))),
+        "a stalled body was not cut: {rest:?}"
+    );
+}
