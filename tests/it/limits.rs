@@ -41,6 +41,28 @@ fn channel_stream<T: Send + 'static>(rx: mpsc::Receiver<T>) -> impl futures_util
 }
 
 /// `n` pieces of `size` bytes, `pause` apart, as a streamed (chunked) request body.
+/// `n` pieces of 1 KiB, `pause` apart, posted to a route `upload` with `timeout` whose
+/// upstream reads the whole body and answers its length.
+async fn paced_upload(
+    timeout: &str,
+    n: usize,
+    pause: Duration,
+) -> (Upstream, Gateway, reqwest::Response) {
+    let up = Upstream::serve(support::count_body).await;
+    let gw = Gateway::start(&with_limits(
+        &format!("{{ timeout: {timeout} }}"),
+        &route("upload", "/upload", &up.url(), ""),
+    ))
+    .await;
+    let res = support::client()
+        .post(gw.url("/upload"))
+        .body(paced_body(n, 1024, pause))
+        .send()
+        .await
+        .unwrap();
+    (up, gw, res)
+}
+
 fn paced_body(n: usize, size: usize, pause: Duration) -> reqwest::Body {
     let pieces = futures_util::stream::iter(0..n).then(move |i| async move {
         if i > 0 {
@@ -486,19 +508,8 @@ async fn limits_timeout_bounds_every_route_without_its_own() {
 /// answers as soon as it has it all, must get that answer however long the upload takes.
 #[tokio::test]
 async fn a_steady_upload_longer_than_timeout_still_gets_the_upstreams_answer() {
-    let up = Upstream::serve(support::count_body).await;
-    let gw = Gateway::start(&with_limits(
-        "{ timeout: 500ms }",
-        &route("upload", "/upload", &up.url(), ""),
-    ))
-    .await;
     // 2 seconds of upload, a piece every 200 ms.
-    let res = support::client()
-        .post(gw.url("/upload"))
-        .body(paced_body(11, 1024, Duration::from_millis(200)))
-        .send()
-        .await
-        .unwrap();
+    let (_up, _gw, res) = paced_upload("500ms", 11, Duration::from_millis(200)).await;
     let status = res.status();
     let text = res.text().await.unwrap();
     assert_eq!(status, 200, "{text}");
@@ -507,23 +518,8 @@ async fn a_steady_upload_longer_than_timeout_still_gets_the_upstreams_answer() {
 
 #[tokio::test]
 async fn a_client_pausing_mid_upload_longer_than_timeout_is_400_not_the_upstreams_fault() {
-    let up = Upstream::serve(|req: Request<Incoming>| async move {
-        let _ = req.into_body().collect().await;
-        Response::new(body::full("read"))
-    })
-    .await;
-    let gw = Gateway::start(&with_limits(
-        "{ timeout: 300ms }",
-        &route("upload", "/upload", &up.url(), ""),
-    ))
-    .await;
     // Two pieces 1.5 s apart: the pause, not the upstream, is over the bound.
-    let res = support::client()
-        .post(gw.url("/upload"))
-        .body(paced_body(2, 1024, Duration::from_millis(1500)))
-        .send()
-        .await
-        .unwrap();
+    let (_up, gw, res) = paced_upload("300ms", 2, Duration::from_millis(1500)).await;
     assert_eq!(res.status(), 400);
     let answer: Value = res.json().await.unwrap();
     assert_eq!(answer["code"], "bad_request_body");
