@@ -551,26 +551,7 @@ async fn a_client_gone_mid_upload_cancels_the_upstream_request_and_leaks_nothing
         let seen = Arc::new(AtomicUsize::new(0));
         let (e, s) = (ended.clone(), seen.clone());
         let up = Upstream::serve(move |req: Request<Incoming>| {
-            let report = BodyReport {
-                ended: e.clone(),
-                seen: s.clone(),
-                complete: false,
-                bytes: 0,
-            };
-            async move {
-                // The whole report moves in (not just the fields used): its drop is the news.
-                let mut report = report;
-                let mut body = req.into_body();
-                while let Some(frame) = body.frame().await {
-                    let Ok(frame) = frame else {
-                        return Response::new(body::full("cut"));
-                    };
-                    report.bytes += frame.data_ref().map_or(0, Bytes::len);
-                    report.seen.store(report.bytes, Ordering::SeqCst);
-                }
-                report.complete = true;
-                Response::new(body::full("whole"))
-            }
+            BodyReport::new(e.clone(), s.clone()).read(req)
         })
         .await;
         let gw = Gateway::start(&api_and_ok(&up.url())).await;

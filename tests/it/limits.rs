@@ -270,25 +270,7 @@ async fn a_streamed_body_cut_at_max_body_never_reaches_the_upstream_as_a_complet
     let (s, e) = (started.clone(), ended.clone());
     let up = Upstream::serve(move |req: Request<Incoming>| {
         s.fetch_add(1, Ordering::SeqCst);
-        let report = BodyReport {
-            ended: e.clone(),
-            seen: Arc::default(),
-            complete: false,
-            bytes: 0,
-        };
-        async move {
-            // The whole report moves in (not just the fields used): its drop is the news.
-            let mut report = report;
-            let mut body = req.into_body();
-            while let Some(frame) = body.frame().await {
-                match frame {
-                    Ok(f) => report.bytes += f.data_ref().map_or(0, Bytes::len),
-                    Err(_) => return Response::new(body::full("cut")),
-                }
-            }
-            report.complete = true;
-            Response::new(body::full(report.bytes.to_string()))
-        }
+        BodyReport::new(e.clone(), Arc::default()).read(req)
     })
     .await;
     let gw = Gateway::start(&with_limits(

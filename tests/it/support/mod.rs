@@ -457,6 +457,37 @@ pub struct BodyReport {
     pub bytes: usize,
 }
 
+impl BodyReport {
+    pub fn new(
+        ended: Arc<Mutex<Vec<(bool, usize)>>>,
+        seen: Arc<std::sync::atomic::AtomicUsize>,
+    ) -> BodyReport {
+        BodyReport {
+            ended,
+            seen,
+            complete: false,
+            bytes: 0,
+        }
+    }
+
+    /// An upstream answer that reads the request body, keeping count in the report (and in
+    /// `seen` as it goes); `cut` when the body broke off, its length when it was whole. The
+    /// report is dropped with the request, whatever ends it: its drop is the news.
+    pub async fn read(mut self, req: Request<Incoming>) -> Response<Body> {
+        let mut body = req.into_body();
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else {
+                return Response::new(body::full("cut"));
+            };
+            self.bytes += frame.data_ref().map_or(0, Bytes::len);
+            self.seen
+                .store(self.bytes, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.complete = true;
+        Response::new(body::full(self.bytes.to_string()))
+    }
+}
+
 impl Drop for BodyReport {
     fn drop(&mut self) {
         self.ended.lock().unwrap().push((self.complete, self.bytes));
