@@ -385,15 +385,19 @@ def rss_with_connections(port, pid, n, auth):
             s.close()
 
 
-def machine():
+VERSION_FLAGS = {"nginx": "-v", "haproxy": "-v", "wrk": "--version"}
+
+
+def machine(tools=("nginx", "haproxy", "wrk")):
+    """The CPU, core count, kernel, and the first line each tool prints of its version."""
     cpu = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
     versions = {}
-    for name, cmd in [("nginx", ["nginx", "-v"]), ("haproxy", ["haproxy", "-v"]), ("wrk", ["wrk", "--version"])]:
-        p = subprocess.run(cmd, capture_output=True, text=True)
+    for name in tools:
+        p = subprocess.run([name, VERSION_FLAGS[name]], capture_output=True, text=True)
         versions[name] = (p.stdout + p.stderr).strip().splitlines()[0] if (p.stdout + p.stderr).strip() else "?"
     return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(), **versions}
 

@@ -6,18 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-missing=()
-for tool in nginx haproxy wrk openssl; do
-  command -v "$tool" >/dev/null || missing+=("$tool")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  pkgs=()
-  for t in "${missing[@]}"; do
-    case "$t" in nginx) pkgs+=(nginx-light) ;; *) pkgs+=("$t") ;; esac
-  done
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}"
-fi
+source bench/tools.sh
+install_missing_tools nginx haproxy wrk openssl
 # The tutorial's server and its dependencies (python-jose, as the tutorial uses), and PyJWT to
 # mint 10,000 tokens quickly.
 python3 -m pip install -q flask flask-cors gunicorn python-jose six pyjwt cryptography

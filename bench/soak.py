@@ -22,7 +22,6 @@ import hmac
 import http.client
 import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -128,7 +127,7 @@ end
 # ---------------------------------------------------------------------------------------------
 # Small helpers (the port helpers are bench.py's)
 
-from bench import Servers, free_port, wait_port  # noqa: E402  (bench/ is on sys.path: this file's folder)
+from bench import Servers, free_port, machine, wait_port  # noqa: E402  (bench/ is on sys.path: this file's folder)
 
 
 def b64u(data):
@@ -782,17 +781,6 @@ def gateway_log_summary(work):
     return levels, access, messages
 
 
-def machine():
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    wrk_v = subprocess.run(["wrk", "--version"], capture_output=True, text=True)
-    nginx_v = subprocess.run(["nginx", "-v"], capture_output=True, text=True)
-    first = lambda p: ((p.stdout + p.stderr).strip().splitlines() or ["?"])[0]
-    return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(), "wrk": first(wrk_v), "nginx": first(nginx_v)}
-
 
 def git_rev():
     try:
@@ -935,7 +923,7 @@ def report(s, cmdline):
       f"one process (pid {s.gw_pid}) for the whole run; SIGTERM: exit {s.gw_rc} after {s.shutdown_s:.2f}s")
     passed = all(ok for _, ok, _ in crit)
 
-    m = machine()
+    m = machine(("nginx", "wrk"))
     L = []
     L += ["# Soak results", "",
           f"Made by `{cmdline}` on {time.strftime('%Y-%m-%d %H:%M %Z', time.localtime(s.wall0))} against "

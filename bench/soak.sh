@@ -7,18 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-missing=()
-for tool in nginx wrk; do
-  command -v "$tool" >/dev/null || missing+=("$tool")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  pkgs=()
-  for t in "${missing[@]}"; do
-    case "$t" in nginx) pkgs+=(nginx-light) ;; *) pkgs+=("$t") ;; esac
-  done
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}"
-fi
+source bench/tools.sh
+install_missing_tools nginx wrk
 # PyJWT and cryptography mint the tokens and make the keys, as in bench/run.sh.
 python3 -c 'import jwt, cryptography' 2>/dev/null || python3 -m pip install -q pyjwt cryptography
 
