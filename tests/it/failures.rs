@@ -185,12 +185,19 @@ async fn upstream_dying_mid_response_fails_that_response_only() {
     )))
     .await;
     let c = support::client();
-    let res = c.get(gw.url("/api")).send().await.unwrap();
-    assert_eq!(res.status(), 200);
-    assert!(
-        res.bytes().await.is_err(),
-        "a truncated body looked complete"
-    );
+    // The head is passed on as soon as it arrives, so the failure shows in the body; unless
+    // the upstream's death is read before the head was flushed, and then the head is never
+    // sent. Either way, the client must see a failure, never a complete answer.
+    match c.get(gw.url("/api")).send().await {
+        Ok(res) => {
+            assert_eq!(res.status(), 200);
+            assert!(
+                res.bytes().await.is_err(),
+                "a truncated body looked complete"
+            );
+        }
+        Err(e) => assert!(!e.is_timeout(), "{e}"),
+    }
     assert_eq!(c.get(gw.url("/ok")).send().await.unwrap().status(), 200);
 }
 

@@ -334,3 +334,87 @@ async fn response_trailers_reach_a_client_that_asks_for_them() {
     assert_eq!(trailers["x-checksum"], "abc123");
     assert_eq!(collected.to_bytes(), "payload");
 }
+
+#[tokio::test]
+async fn an_upstream_closing_an_idle_connection_costs_no_request() {
+    // One answer per connection, in keep-alive form, then the upstream hangs up: the gateway
+    // must notice when it next takes that connection, not fail the next request with it.
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = accepted.clone();
+    let up = Upstream::raw(move |mut s| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .await;
+            // Hangs up a moment later: by then the connection rests in the gateway's pool.
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        }
+    })
+    .await;
+    let gw = Gateway::start(&route_to(&up, "")).await;
+    for _ in 0..5 {
+        let answer = raw_get(gw.addr, "/api").await;
+        assert_eq!(raw_status(&answer), 200, "{answer}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 5);
+}
+
+#[tokio::test]
+async fn answers_without_a_body_leave_the_connection_reusable() {
+    let up = Upstream::serve(|req: Request<hyper::body::Incoming>| async move {
+        let mut res = Response::new(body::empty());
+        if req.method() != http::Method::HEAD {
+            *res.status_mut() = StatusCode::NO_CONTENT;
+        }
+        res
+    })
+    .await;
+    let gw = Gateway::start(&route_to(&up, "")).await;
+    for i in 0..6 {
+        let method = if i % 2 == 0 { "HEAD" } else { "DELETE" };
+        let answer = raw_request(
+            gw.addr,
+            format!("{method} /api HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert!(matches!(raw_status(&answer), 200 | 204), "{answer}");
+    }
+    assert_eq!(up.connections(), 1);
+}
+
+#[tokio::test]
+async fn a_client_leaving_mid_body_never_leaves_a_half_read_connection_for_the_next() {
+    // A long answer that the first client abandons: whatever of it was not read must not be
+    // taken by the next request as its own answer.
+    let up = Upstream::serve(|req: Request<hyper::body::Incoming>| async move {
+        if req.uri().path() == "/api/long" {
+            // Endless: it cannot have been read to its end by the time the client leaves.
+            let chunks = futures_util::stream::repeat_with(|| {
+                Ok::<_, cryptr_gateway::body::BoxError>(Frame::data(Bytes::from(vec![
+                    b'x';
+                    16 * 1024
+                ])))
+            });
+            Response::new(StreamBody::new(chunks).boxed_unsync())
+        } else {
+            Response::new(body::full("short"))
+        }
+    })
+    .await;
+    let gw = Gateway::start(&route_to(&up, "")).await;
+    let c = support::client();
+    let res = c.get(gw.url("/api/long")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    drop(res);
+    for _ in 0..3 {
+        let res = c.get(gw.url("/api/short")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.text().await.unwrap(), "short");
+    }
+    assert_eq!(up.connections(), 2, "the abandoned connection was reused");
+}

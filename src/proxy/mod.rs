@@ -1,37 +1,34 @@
-//! Forwarding to HTTP(S) upstreams: one pooled client per upstream, bounded waits, and the
-//! mapping of what can go wrong on the way to a [`GatewayError`].
+//! Forwarding to HTTP(S) upstreams: one connection pool per upstream ([`pool`]), bounded
+//! waits, and the mapping of what can go wrong on the way to a [`GatewayError`].
+
+mod pool;
 
 use std::error::Error as StdError;
 use std::fmt;
-
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::HeaderValue;
-use http::uri::{Authority, Scheme};
+use http::uri::Scheme;
 use http::{Request, Response, Uri};
 use http_body_util::{BodyExt, LengthLimitError};
-use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower_http::timeout::TimeoutBody;
 
 use crate::body::{Body, BoxError};
 use crate::error::GatewayError;
 use crate::tls::UpstreamTls;
 
-type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
+use pool::{Pool, PooledBody, SendError};
 
 /// An `http://` or `https://` upstream: where it is, and its own connection pool.
 pub struct HttpUpstream {
     url: String,
-    scheme: Scheme,
-    authority: Authority,
     /// The URL's path without its trailing `/` (`""` for none): prefixed to every request path.
     base_path: String,
     /// `Host` sent upstream unless the route has `preserve_host`.
     host_header: HeaderValue,
-    client: HttpClient,
+    pool: Arc<Pool>,
 }
 
 impl fmt::Debug for HttpUpstream {
@@ -87,14 +84,17 @@ impl HttpUpstream {
         let base_path = uri.path().trim_end_matches('/').to_string();
         let host_header = HeaderValue::from_str(authority.as_str())
             .map_err(|_| format!("`{url}` has a host that cannot be a Host header"))?;
-        let client = build_client(tls, settings)?;
+        let target = Uri::builder()
+            .scheme(scheme)
+            .authority(authority)
+            .path_and_query("/")
+            .build()
+            .map_err(|e| format!("`{url}` is not a URL ({e})"))?;
         Ok(HttpUpstream {
             url: url.to_string(),
-            scheme,
-            authority,
             base_path,
             host_header,
-            client,
+            pool: Arc::new(Pool::new(build_connector(tls, settings)?, target)),
         })
     }
 
@@ -106,7 +106,8 @@ impl HttpUpstream {
         &self.host_header
     }
 
-    /// The absolute URI for a request: base path, then `path`, then the query byte for byte.
+    /// The request target sent upstream (origin form): base path, then `path`, then the query
+    /// byte for byte.
     pub(crate) fn uri_for(&self, path: &str, query: Option<&str>) -> Result<Uri, GatewayError> {
         let mut pq = String::with_capacity(
             self.base_path.len() + path.len() + 1 + query.map_or(0, str::len),
@@ -118,8 +119,6 @@ impl HttpUpstream {
             pq.push_str(q);
         }
         Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
             .path_and_query(pq)
             .build()
             .map_err(|e| GatewayError::UpstreamProtocol(e.into()))
@@ -132,45 +131,53 @@ impl HttpUpstream {
     /// which limit a body that grew too large crossed.
     pub(crate) async fn forward(
         &self,
-        req: Request<Body>,
+        mut req: Request<Body>,
         timeout: Duration,
         max_body: u64,
     ) -> Result<Response<Body>, GatewayError> {
+        // HTTP/1.1 needs one; the pipeline sets it, save for a `preserve_host` route whose
+        // client sent none (HTTP/1.0).
+        if !req.headers().contains_key(http::header::HOST) {
+            req.headers_mut()
+                .insert(http::header::HOST, self.host_header.clone());
+        }
         let (req, sent) = if http_body::Body::is_end_stream(req.body()) {
             (req, None)
         } else {
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
             (req.map(|b| SignalEnd::new(b, tx).boxed_unsync()), Some(rx))
         };
-        let answer = self.client.request(req);
+        let answer = self.pool.send(req);
         tokio::pin!(answer);
         if let Some(sent) = sent {
             tokio::select! {
                 // The upstream may answer before the body is all sent (an early 413, say).
-                early = &mut answer => return finish(early, timeout, max_body),
+                early = &mut answer => return self.finish(early, timeout, max_body),
                 // Sent, or dropped by hyper on a failure: either way the clock starts now.
                 _ = sent => {}
             }
         }
         match tokio::time::timeout(timeout, answer).await {
             Err(_) => Err(GatewayError::UpstreamTimeout),
-            Ok(res) => finish(res, timeout, max_body),
+            Ok(res) => self.finish(res, timeout, max_body),
         }
     }
-}
 
-/// The upstream's answer, or why there is none; its body bounded between pieces.
-fn finish(
-    res: Result<Response<hyper::body::Incoming>, hyper_util::client::legacy::Error>,
-    timeout: Duration,
-    max_body: u64,
-) -> Result<Response<Body>, GatewayError> {
-    let res = res.map_err(|e| classify(e, max_body))?;
-    Ok(res.map(|b| {
-        TimeoutBody::new(timeout, b)
-            .map_err(|e| -> BoxError { e })
-            .boxed_unsync()
-    }))
+    /// The upstream's answer, or why there is none; its body bounded between pieces, and
+    /// driving the connection it arrives on.
+    fn finish(
+        &self,
+        res: Result<(Response<hyper::body::Incoming>, Box<pool::Conn>), SendError>,
+        timeout: Duration,
+        max_body: u64,
+    ) -> Result<Response<Body>, GatewayError> {
+        let (res, conn) = res.map_err(|e| classify(e, max_body))?;
+        Ok(res.map(|b| {
+            TimeoutBody::new(timeout, PooledBody::new(b, conn, self.pool.clone()))
+                .map_err(|e| -> BoxError { e })
+                .boxed_unsync()
+        }))
+    }
 }
 
 /// A request body that says when it has been sent in full (or dropped).
@@ -214,28 +221,31 @@ impl http_body::Body for SignalEnd {
     }
 }
 
-fn build_client(tls: &UpstreamTls, settings: &ClientSettings) -> Result<HttpClient, String> {
+fn build_connector(
+    tls: &UpstreamTls,
+    settings: &ClientSettings,
+) -> Result<pool::Connector, String> {
     // SNI and certificate checks use the upstream URL's host (hyper-rustls does both).
     let tls = crate::tls::client_config(tls)?;
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(settings.connect_timeout));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build(https))
+        .wrap_connector(http))
 }
 
 /// Which side failed, read from the error's chain: our limit on the client's body, the client's
 /// body itself, the connection to the upstream, or the upstream's answer.
-fn classify(err: hyper_util::client::legacy::Error, max_body: u64) -> GatewayError {
-    if err.is_connect() || tls_refused(&err) {
+fn classify(err: SendError, max_body: u64) -> GatewayError {
+    let err = match err {
+        SendError::Connect(e) => return GatewayError::UpstreamUnavailable(e),
+        SendError::Exchange(e) => e,
+    };
+    if tls_refused(&err) {
         return GatewayError::UpstreamUnavailable(err.into());
     }
     match body_fault(&err) {

@@ -1,0 +1,418 @@
+//! Upstream HTTP/1.1 connections, pooled per upstream and driven by the request that uses them.
+//!
+//! hyper-util's pooled client spawns one task per upstream connection: every request then
+//! hands its head to that task over a channel, and the answer and each piece of its body come
+//! back over two more, with a task wake-up for each hop (often across worker threads). Here a
+//! connection's I/O is polled by the task of the request that holds it, while it waits for the
+//! answer and while the answer's body streams; between two requests it rests in the pool,
+//! polled by nobody. No crate drives a client connection in its caller's task (pingora has its
+//! own HTTP/1 client for the same reason), hence this module; hyper's `client::conn::http1`
+//! still does all the HTTP.
+//!
+//! A connection that the upstream closed while it rested is noticed when it is taken (its EOF
+//! is read before the request is written) and dropped; a request that a stale connection
+//! could not send is sent again on another, as hyper-util's client does.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, Uri};
+use http_body::Body as _;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::client::conn::TrySendError;
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
+use tower_service::Service;
+
+use crate::body::{Body, BoxError};
+
+type Io = MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
+pub(super) type Connector = HttpsConnector<HttpConnector>;
+
+/// A connection unused for this long is closed (nginx keeps an idle keep-alive 75 s, so we
+/// let go first, and a request rarely meets a connection the upstream is closing).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Idle connections kept per upstream; more are closed as they come back. Far above what one
+/// replica keeps busy towards one upstream, and it bounds the memory and sockets of a burst.
+const MAX_IDLE: usize = 1024;
+
+/// One upstream's connections at rest, and how to open more.
+pub(super) struct Pool {
+    connector: Connector,
+    /// Scheme and authority: what the connector dials.
+    target: Uri,
+    /// Most recently used at the back: taken first, while the oldest age out at the front.
+    idle: Mutex<VecDeque<Idle>>,
+    /// Set once the task that closes connections idle too long has been started.
+    reaping: AtomicBool,
+    /// [`IDLE_TIMEOUT`] and [`MAX_IDLE`], smaller in tests.
+    idle_timeout: Duration,
+    max_idle: usize,
+}
+
+struct Idle {
+    conn: Box<Conn>,
+    since: Instant,
+}
+
+/// An HTTP/1.1 connection to the upstream: the side that sends requests, and the side that
+/// does the I/O (`None` once it has ended). Always boxed: with its buffers and TLS state it
+/// is kilobytes, and it moves between the pool, the request and the answer's body.
+pub(super) struct Conn {
+    sender: SendRequest<Body>,
+    driver: Option<http1::Connection<Io, Body>>,
+}
+
+/// Why no answer came: the connection could not be made, or the exchange on it failed.
+pub(super) enum SendError {
+    Connect(BoxError),
+    Exchange(hyper::Error),
+}
+
+impl Pool {
+    pub(super) fn new(connector: Connector, target: Uri) -> Pool {
+        Pool {
+            connector,
+            target,
+            idle: Mutex::new(VecDeque::new()),
+            reaping: AtomicBool::new(false),
+            idle_timeout: IDLE_TIMEOUT,
+            max_idle: MAX_IDLE,
+        }
+    }
+
+    /// Sends `req` on a pooled connection, or on a new one, and waits for the answer's head.
+    /// The connection comes back with the answer: its body streams through it.
+    pub(super) async fn send(
+        self: &Arc<Self>,
+        mut req: Request<Body>,
+    ) -> Result<(Response<Incoming>, Box<Conn>), SendError> {
+        loop {
+            let (mut conn, reused) = match self.take() {
+                Some(conn) => (conn, true),
+                None => (self.connect().await.map_err(SendError::Connect)?, false),
+            };
+            // A pooled connection's EOF, if the upstream closed it while it rested, is read
+            // here, before anything is written to it.
+            if reused && !std::future::poll_fn(|cx| Poll::Ready(conn.alive(cx))).await {
+                continue;
+            }
+            match conn.exchange(req).await {
+                Ok(res) => return Ok((res, conn)),
+                Err(mut err) => match err.take_message() {
+                    // Never written: the connection was stale. Another one gets it.
+                    Some(unsent) if reused => req = unsent,
+                    _ => return Err(SendError::Exchange(err.into_error())),
+                },
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<Box<Conn>, BoxError> {
+        let mut connector = self.connector.clone();
+        std::future::poll_fn(|cx| connector.poll_ready(cx)).await?;
+        let io = connector.call(self.target.clone()).await?;
+        let (sender, driver) = http1::Builder::new().handshake(io).await?;
+        Ok(Box::new(Conn {
+            sender,
+            driver: Some(driver),
+        }))
+    }
+
+    fn take(&self) -> Option<Box<Conn>> {
+        let mut idle = lock(&self.idle);
+        while let Some(entry) = idle.pop_back() {
+            if entry.since.elapsed() >= self.idle_timeout {
+                // Every entry before it is older still.
+                let expired = std::mem::take(&mut *idle);
+                drop(idle);
+                drop((entry, expired));
+                return None;
+            }
+            if !entry.conn.sender.is_closed() {
+                return Some(entry.conn);
+            }
+        }
+        None
+    }
+
+    fn put(self: &Arc<Self>, conn: Box<Conn>) {
+        let mut idle = lock(&self.idle);
+        let evicted = if idle.len() >= self.max_idle {
+            idle.pop_front()
+        } else {
+            None
+        };
+        idle.push_back(Idle {
+            conn,
+            since: Instant::now(),
+        });
+        drop(idle);
+        drop(evicted);
+        if !self.reaping.swap(true, Ordering::Relaxed) {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(reap(Arc::downgrade(self), self.idle_timeout));
+            }
+        }
+    }
+
+    /// Closes the connections idle for longer than the idle timeout.
+    fn evict_expired(&self) {
+        let mut idle = lock(&self.idle);
+        let keep_from = idle
+            .iter()
+            .position(|e| e.since.elapsed() < self.idle_timeout)
+            .unwrap_or(idle.len());
+        let expired: Vec<Idle> = idle.drain(..keep_from).collect();
+        drop(idle);
+        drop(expired);
+    }
+}
+
+/// Closes idle connections while the pool lives (a plan replaced by a reload drops its pools,
+/// and this task ends at its next tick). Without it, connections that the upstream closed
+/// would hold their sockets until traffic came back.
+async fn reap(pool: Weak<Pool>, idle_timeout: Duration) {
+    let mut tick = tokio::time::interval(idle_timeout / 2);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match pool.upgrade() {
+            Some(pool) => pool.evict_expired(),
+            None => return,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The queue is consistent between any two statements: a panic elsewhere leaves it usable.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Conn {
+    /// Polls the connection's I/O; false once it has ended (closed by the upstream, or failed).
+    fn alive(&mut self, cx: &mut Context<'_>) -> bool {
+        if let Some(driver) = &mut self.driver {
+            if Pin::new(driver).poll(cx).is_ready() {
+                // Dropping it fails whatever was still queued on it, with the request handed
+                // back if it was never written.
+                self.driver = None;
+            }
+        }
+        self.driver.is_some() && !self.sender.is_closed()
+    }
+
+    /// Sends `req` and drives the connection until the answer's head is in.
+    async fn exchange(
+        &mut self,
+        req: Request<Body>,
+    ) -> Result<Response<Incoming>, TrySendError<Request<Body>>> {
+        let answer = self.sender.try_send_request(req);
+        let mut answer = std::pin::pin!(answer);
+        std::future::poll_fn(|cx| {
+            self.alive(cx);
+            answer.as_mut().poll(cx)
+        })
+        .await
+    }
+}
+
+/// An upstream's answer body: it drives the connection it arrives on, and hands the
+/// connection back to the pool once read to its end.
+pub(super) struct PooledBody {
+    inner: Incoming,
+    conn: Option<Box<Conn>>,
+    pool: Arc<Pool>,
+    ended: bool,
+}
+
+impl PooledBody {
+    pub(super) fn new(inner: Incoming, conn: Box<Conn>, pool: Arc<Pool>) -> PooledBody {
+        PooledBody {
+            inner,
+            conn: Some(conn),
+            pool,
+            ended: false,
+        }
+    }
+}
+
+impl http_body::Body for PooledBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let mut polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if polled.is_pending() {
+            // Nothing buffered: read more from the upstream, then look again.
+            if let Some(conn) = &mut this.conn {
+                conn.alive(cx);
+            }
+            polled = Pin::new(&mut this.inner).poll_frame(cx);
+        }
+        if let Poll::Ready(None) = polled {
+            this.ended = true;
+        }
+        polled.map_err(Into::into)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        // A body left unread (the client went away) leaves the connection mid-answer: it is
+        // closed, never reused.
+        if !(self.ended || self.inner.is_end_stream()) {
+            return;
+        }
+        // One more poll lets the connection see its exchange done. Nobody waits on it now,
+        // hence no waker; whoever takes it next polls it with theirs.
+        if conn.alive(&mut Context::from_waker(Waker::noop())) && conn.sender.is_ready() {
+            self.pool.put(conn);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A pool towards a local upstream that answers `ok` to every request on a connection and
+    /// reports when a connection is closed by the gateway.
+    async fn pool_and_upstream(
+        idle_timeout: Duration,
+        max_idle: usize,
+    ) -> (Arc<Pool>, tokio::sync::mpsc::UnboundedReceiver<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (closed_tx, closed) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let closed_tx = closed_tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if s.write_all(answer).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = closed_tx.send(());
+                });
+            }
+        });
+        let settings = super::super::ClientSettings {
+            connect_timeout: Duration::from_secs(1),
+        };
+        let connector =
+            super::super::build_connector(&crate::tls::UpstreamTls::default(), &settings).unwrap();
+        let target: Uri = format!("http://{addr}/").parse().unwrap();
+        let mut pool = Pool::new(connector, target);
+        pool.idle_timeout = idle_timeout;
+        pool.max_idle = max_idle;
+        (Arc::new(pool), closed)
+    }
+
+    /// One request through the pool, its answer read to the end.
+    async fn get(pool: &Arc<Pool>) {
+        let req = Request::get("/")
+            .header("host", "up")
+            .body(crate::body::empty())
+            .unwrap();
+        let Ok((res, conn)) = pool.send(req).await else {
+            panic!("no answer");
+        };
+        let body = PooledBody::new(res.into_body(), conn, pool.clone());
+        let bytes = http_body_util::BodyExt::collect(body).await.unwrap();
+        assert_eq!(bytes.to_bytes(), "ok");
+    }
+
+    fn idle(pool: &Pool) -> usize {
+        lock(&pool.idle).len()
+    }
+
+    #[tokio::test]
+    async fn a_connection_read_to_the_end_is_reused() {
+        let (pool, _closed) = pool_and_upstream(IDLE_TIMEOUT, MAX_IDLE).await;
+        get(&pool).await;
+        assert_eq!(idle(&pool), 1);
+        get(&pool).await;
+        assert_eq!(idle(&pool), 1, "a second connection was opened");
+    }
+
+    #[tokio::test]
+    async fn connections_idle_too_long_are_closed_even_without_traffic() {
+        let (pool, mut closed) = pool_and_upstream(Duration::from_millis(200), MAX_IDLE).await;
+        get(&pool).await;
+        assert_eq!(idle(&pool), 1);
+        // No request comes: the reaper alone must close it.
+        tokio::time::timeout(Duration::from_secs(5), closed.recv())
+            .await
+            .expect("the idle connection was never closed");
+        assert_eq!(idle(&pool), 0);
+    }
+
+    #[tokio::test]
+    async fn a_connection_idle_too_long_is_not_taken() {
+        let (pool, mut closed) = pool_and_upstream(Duration::from_millis(100), MAX_IDLE).await;
+        get(&pool).await;
+        // Taken after its timeout but before the reaper's tick: closed, and a new one used.
+        std::thread::sleep(Duration::from_millis(120));
+        assert!(pool.take().is_none());
+        tokio::time::timeout(Duration::from_secs(5), closed.recv())
+            .await
+            .expect("the expired connection was never closed");
+    }
+
+    #[tokio::test]
+    async fn the_pool_keeps_at_most_max_idle_connections() {
+        let (pool, mut closed) = pool_and_upstream(IDLE_TIMEOUT, 3).await;
+        // Hold 4 connections at once, then give them all back: the oldest is closed.
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            let req = Request::get("/")
+                .header("host", "up")
+                .body(crate::body::empty())
+                .unwrap();
+            let Ok((res, conn)) = pool.send(req).await else {
+                panic!("no answer");
+            };
+            held.push(PooledBody::new(res.into_body(), conn, pool.clone()));
+        }
+        for body in held {
+            http_body_util::BodyExt::collect(body).await.unwrap();
+        }
+        assert_eq!(idle(&pool), 3);
+        tokio::time::timeout(Duration::from_secs(5), closed.recv())
+            .await
+            .expect("the connection over the bound was never closed");
+    }
+}
