@@ -1,5 +1,6 @@
 //! Routes and how a request picks one: ordered, first match wins.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -244,28 +245,57 @@ mod tests {
         );
         assert_eq!(host_of("/", None), None);
     }
+
+    #[test]
+    fn concurrency_refuses_at_its_limit_and_frees_a_slot_on_drop() {
+        let c = Concurrency::new(2);
+        let a = c.try_acquire().expect("first");
+        let b = c.try_acquire().expect("second");
+        assert!(c.try_acquire().is_none(), "a third went over the limit");
+        drop(a);
+        let again = c.try_acquire().expect("a slot given back is taken again");
+        assert!(c.try_acquire().is_none());
+        drop((b, again));
+        assert_eq!(c.in_use.load(Ordering::Relaxed), 0);
+        assert!(Concurrency::new(0).try_acquire().is_none());
+    }
 }
 
 /// A route's bound on requests in flight to its upstream.
 #[derive(Debug)]
 pub struct Concurrency {
     pub limit: usize,
-    permits: Arc<tokio::sync::Semaphore>,
+    in_use: Arc<AtomicUsize>,
 }
 
 impl Concurrency {
     pub fn new(limit: usize) -> Concurrency {
         Concurrency {
             limit,
-            permits: Arc::new(tokio::sync::Semaphore::new(
-                limit.min(tokio::sync::Semaphore::MAX_PERMITS),
-            )),
+            in_use: Arc::new(AtomicUsize::new(0)),
         }
     }
 
     /// A permit while the route is under its limit; `None` at it (the request is refused,
-    /// never queued).
-    pub fn try_acquire(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        self.permits.clone().try_acquire_owned().ok()
+    /// never queued). By hand rather than tokio's `Semaphore`: nothing ever waits here, and
+    /// the semaphore takes its waiters' mutex on every release, a lock that every request on
+    /// every thread went through.
+    pub fn try_acquire(&self) -> Option<Permit> {
+        let taken = self
+            .in_use
+            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |n| {
+                (n < self.limit).then_some(n + 1)
+            });
+        taken.ok().map(|_| Permit(self.in_use.clone()))
+    }
+}
+
+/// One request counted against its route's limit until dropped.
+#[derive(Debug)]
+pub struct Permit(Arc<AtomicUsize>);
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Release);
     }
 }
