@@ -341,8 +341,8 @@ mod tests {
         (Arc::new(pool), closed)
     }
 
-    /// One request through the pool, its answer read to the end.
-    async fn get(pool: &Arc<Pool>) {
+    /// One request through the pool: its answer's body, still holding the connection.
+    async fn answer(pool: &Arc<Pool>) -> PooledBody {
         let req = Request::get("/")
             .header("host", "up")
             .body(crate::body::empty())
@@ -350,8 +350,14 @@ mod tests {
         let Ok((res, conn)) = pool.send(req).await else {
             panic!("no answer");
         };
-        let body = PooledBody::new(res.into_body(), conn, pool.clone());
-        let bytes = http_body_util::BodyExt::collect(body).await.unwrap();
+        PooledBody::new(res.into_body(), conn, pool.clone())
+    }
+
+    /// One request through the pool, its answer read to the end.
+    async fn get(pool: &Arc<Pool>) {
+        let bytes = http_body_util::BodyExt::collect(answer(pool).await)
+            .await
+            .unwrap();
         assert_eq!(bytes.to_bytes(), "ok");
     }
 
@@ -398,14 +404,7 @@ mod tests {
         // Hold 4 connections at once, then give them all back: the oldest is closed.
         let mut held = Vec::new();
         for _ in 0..4 {
-            let req = Request::get("/")
-                .header("host", "up")
-                .body(crate::body::empty())
-                .unwrap();
-            let Ok((res, conn)) = pool.send(req).await else {
-                panic!("no answer");
-            };
-            held.push(PooledBody::new(res.into_body(), conn, pool.clone()));
+            held.push(answer(&pool).await);
         }
         for body in held {
             http_body_util::BodyExt::collect(body).await.unwrap();
