@@ -418,3 +418,30 @@ async fn a_client_leaving_mid_body_never_leaves_a_half_read_connection_for_the_n
     }
     assert_eq!(up.connections(), 2, "the abandoned connection was reused");
 }
+
+#[tokio::test]
+async fn an_upstream_answering_connection_close_is_never_asked_again_on_that_connection() {
+    // Every answer says `Connection: close`, and the upstream then waits a moment before it
+    // hangs up: a connection put back in the pool would be written to before the close.
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = accepted.clone();
+    let up = Upstream::raw(move |mut s| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                .await;
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    let gw = Gateway::start(&route_to(&up, "")).await;
+    for _ in 0..3 {
+        let answer = raw_get(gw.addr, "/api").await;
+        assert_eq!(raw_status(&answer), 200, "{answer}");
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
