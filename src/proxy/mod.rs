@@ -39,14 +39,14 @@ impl fmt::Debug for HttpUpstream {
     }
 }
 
-/// Settings shared by every upstream's client.
+/// Settings shared by every upstream's connections.
 #[derive(Debug, Clone)]
 pub struct ClientSettings {
     pub connect_timeout: Duration,
 }
 
 impl HttpUpstream {
-    /// Parses `url` and builds its client; errors are sentences for `check` to print.
+    /// Parses `url` and sets up its connection pool; errors are sentences for `check` to print.
     pub fn new(url: &str, tls: &UpstreamTls, settings: &ClientSettings) -> Result<Self, String> {
         let uri: Uri = url
             .parse()
