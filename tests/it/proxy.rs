@@ -1,12 +1,15 @@
 //! What crosses the gateway: method, target, headers and bodies both ways, hop-by-hop removal,
 //! the forwarding headers, Host, trailers and protocol versions.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use cryptr_gateway::body::{self, Body};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::{self, config, raw_get, raw_request, raw_status, Gateway, Upstream};
@@ -335,33 +338,35 @@ async fn response_trailers_reach_a_client_that_asks_for_them() {
     assert_eq!(collected.to_bytes(), "payload");
 }
 
+/// An upstream that reads one request per connection, writes `answer`, and hangs up
+/// `linger` later.
+async fn one_answer_per_connection(answer: &'static [u8], linger: Duration) -> Upstream {
+    Upstream::raw(move |mut s| async move {
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        let _ = s.write_all(answer).await;
+        tokio::time::sleep(linger).await;
+    })
+    .await
+}
+
 #[tokio::test]
 async fn an_upstream_closing_an_idle_connection_costs_no_request() {
-    // One answer per connection, in keep-alive form, then the upstream hangs up: the gateway
-    // must notice when it next takes that connection, not fail the next request with it.
-    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counted = accepted.clone();
-    let up = Upstream::raw(move |mut s| {
-        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let mut buf = [0u8; 4096];
-            let _ = s.read(&mut buf).await;
-            let _ = s
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                .await;
-            // Hangs up a moment later: by then the connection rests in the gateway's pool.
-            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-        }
-    })
+    // An answer in keep-alive form, then the upstream hangs up while the connection rests in
+    // the gateway's pool: the gateway must notice when it next takes that connection, not
+    // fail the next request with it.
+    let up = one_answer_per_connection(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        Duration::from_millis(30),
+    )
     .await;
     let gw = Gateway::start(&route_to(&up, "")).await;
     for _ in 0..5 {
         let answer = raw_get(gw.addr, "/api").await;
         assert_eq!(raw_status(&answer), 200, "{answer}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 5);
+    assert_eq!(up.connections(), 5);
 }
 
 #[tokio::test]
@@ -423,25 +428,15 @@ async fn a_client_leaving_mid_body_never_leaves_a_half_read_connection_for_the_n
 async fn an_upstream_answering_connection_close_is_never_asked_again_on_that_connection() {
     // Every answer says `Connection: close`, and the upstream then waits a moment before it
     // hangs up: a connection put back in the pool would be written to before the close.
-    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counted = accepted.clone();
-    let up = Upstream::raw(move |mut s| {
-        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let mut buf = [0u8; 4096];
-            let _ = s.read(&mut buf).await;
-            let _ = s
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-                .await;
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
-    })
+    let up = one_answer_per_connection(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+        Duration::from_millis(200),
+    )
     .await;
     let gw = Gateway::start(&route_to(&up, "")).await;
     for _ in 0..3 {
         let answer = raw_get(gw.addr, "/api").await;
         assert_eq!(raw_status(&answer), 200, "{answer}");
     }
-    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert_eq!(up.connections(), 3);
 }
