@@ -339,15 +339,25 @@ async fn response_trailers_reach_a_client_that_asks_for_them() {
 }
 
 /// An upstream that reads one request per connection, writes `answer`, and hangs up
-/// `linger` later.
-async fn one_answer_per_connection(answer: &'static [u8], linger: Duration) -> Upstream {
-    Upstream::raw(move |mut s| async move {
-        let mut buf = [0u8; 4096];
-        let _ = s.read(&mut buf).await;
-        let _ = s.write_all(answer).await;
-        tokio::time::sleep(linger).await;
+/// `linger` later; each hang-up is reported on the returned channel.
+async fn one_answer_per_connection(
+    answer: &'static [u8],
+    linger: Duration,
+) -> (Upstream, tokio::sync::mpsc::UnboundedReceiver<()>) {
+    let (closed_tx, closed) = tokio::sync::mpsc::unbounded_channel();
+    let up = Upstream::raw(move |mut s| {
+        let closed_tx = closed_tx.clone();
+        async move {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(answer).await;
+            tokio::time::sleep(linger).await;
+            drop(s);
+            let _ = closed_tx.send(());
+        }
     })
-    .await
+    .await;
+    (up, closed)
 }
 
 #[tokio::test]
@@ -355,7 +365,7 @@ async fn an_upstream_closing_an_idle_connection_costs_no_request() {
     // An answer in keep-alive form, then the upstream hangs up while the connection rests in
     // the gateway's pool: the gateway must notice when it next takes that connection, not
     // fail the next request with it.
-    let up = one_answer_per_connection(
+    let (up, mut closed) = one_answer_per_connection(
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
         Duration::from_millis(30),
     )
@@ -364,7 +374,10 @@ async fn an_upstream_closing_an_idle_connection_costs_no_request() {
     for _ in 0..5 {
         let answer = raw_get(gw.addr, "/api").await;
         assert_eq!(raw_status(&answer), 200, "{answer}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The next request comes once the upstream has hung up on the pooled connection.
+        tokio::time::timeout(Duration::from_secs(5), closed.recv())
+            .await
+            .expect("the upstream never hung up");
     }
     assert_eq!(up.connections(), 5);
 }
@@ -428,7 +441,7 @@ async fn a_client_leaving_mid_body_never_leaves_a_half_read_connection_for_the_n
 async fn an_upstream_answering_connection_close_is_never_asked_again_on_that_connection() {
     // Every answer says `Connection: close`, and the upstream then waits a moment before it
     // hangs up: a connection put back in the pool would be written to before the close.
-    let up = one_answer_per_connection(
+    let (up, _closed) = one_answer_per_connection(
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
         Duration::from_millis(200),
     )
