@@ -94,7 +94,11 @@ impl HttpUpstream {
             url: url.to_string(),
             base_path,
             host_header,
-            pool: Arc::new(Pool::new(build_connector(tls, settings)?, target)),
+            pool: Arc::new(Pool::new(
+                build_connector(tls, settings)?,
+                target,
+                settings.connect_timeout,
+            )),
         })
     }
 

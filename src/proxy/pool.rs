@@ -50,6 +50,8 @@ pub(super) struct Pool {
     connector: Connector,
     /// Scheme and authority: what the connector dials.
     target: Uri,
+    /// Bounds the whole connect: TCP, TLS handshake and all.
+    connect_timeout: Duration,
     /// Most recently used at the back: taken first, while the oldest age out at the front.
     idle: Mutex<VecDeque<Idle>>,
     /// Set once the task that closes connections idle too long has been started.
@@ -79,10 +81,11 @@ pub(super) enum SendError {
 }
 
 impl Pool {
-    pub(super) fn new(connector: Connector, target: Uri) -> Pool {
+    pub(super) fn new(connector: Connector, target: Uri, connect_timeout: Duration) -> Pool {
         Pool {
             connector,
             target,
+            connect_timeout,
             idle: Mutex::new(VecDeque::new()),
             reaping: AtomicBool::new(false),
             idle_timeout: IDLE_TIMEOUT,
@@ -117,15 +120,28 @@ impl Pool {
         }
     }
 
+    /// A new connection, within the connect timeout: the connector's own bounds the TCP
+    /// connect only, and an upstream that accepts but never finishes its TLS handshake must
+    /// not hold a request longer.
     async fn connect(&self) -> Result<Box<Conn>, BoxError> {
-        let mut connector = self.connector.clone();
-        std::future::poll_fn(|cx| connector.poll_ready(cx)).await?;
-        let io = connector.call(self.target.clone()).await?;
-        let (sender, driver) = http1::Builder::new().handshake(io).await?;
-        Ok(Box::new(Conn {
-            sender,
-            driver: Some(driver),
-        }))
+        let connect = async {
+            let mut connector = self.connector.clone();
+            std::future::poll_fn(|cx| connector.poll_ready(cx)).await?;
+            let io = connector.call(self.target.clone()).await?;
+            let (sender, driver) = http1::Builder::new().handshake(io).await?;
+            Ok::<_, BoxError>(Box::new(Conn {
+                sender,
+                driver: Some(driver),
+            }))
+        };
+        match tokio::time::timeout(self.connect_timeout, connect).await {
+            Ok(conn) => conn,
+            Err(_) => Err(format!(
+                "no connection within the connect timeout ({:?})",
+                self.connect_timeout
+            )
+            .into()),
+        }
     }
 
     fn take(&self) -> Option<Box<Conn>> {
@@ -335,7 +351,7 @@ mod tests {
         let connector =
             super::super::build_connector(&crate::tls::UpstreamTls::default(), &settings).unwrap();
         let target: Uri = format!("http://{addr}/").parse().unwrap();
-        let mut pool = Pool::new(connector, target);
+        let mut pool = Pool::new(connector, target, settings.connect_timeout);
         pool.idle_timeout = idle_timeout;
         pool.max_idle = max_idle;
         (Arc::new(pool), closed)

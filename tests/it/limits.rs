@@ -579,6 +579,37 @@ async fn limits_connect_timeout_bounds_an_upstream_that_never_accepts() {
     );
 }
 
+#[tokio::test]
+async fn limits_connect_timeout_bounds_a_tls_handshake_that_never_ends() {
+    // The TCP connect succeeds at once; the upstream then never answers the ClientHello.
+    let up = Upstream::raw(|s| async move {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(s);
+    })
+    .await;
+    let gw = Gateway::start(&with_limits(
+        "{ connect_timeout: 300ms, timeout: 20s }",
+        &route("api", "/api", &format!("https://{}", up.addr), ""),
+    ))
+    .await;
+    let started = Instant::now();
+    let res = tokio::time::timeout(
+        Duration::from_secs(15),
+        support::client().get(gw.url("/api")).send(),
+    )
+    .await
+    .expect("no answer: the TLS handshake was not bounded")
+    .unwrap();
+    let took = started.elapsed();
+    assert_eq!(res.status(), 502);
+    assert_eq!(json(res).await["code"], "upstream_unavailable");
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(5),
+        "answered after {took:?}, not after connect_timeout"
+    );
+    assert_eq!(up.connections(), 1);
+}
+
 /// A JWKS endpoint that streams its document without a length: the key, `pad` bytes of JSON
 /// whitespace, then the closing brace after `stall`.
 async fn streaming_jwks(pad: usize, stall: Duration) -> Upstream {
