@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use serde_json::Value;
 
 use crate::support::issuer::TestIssuer;
-use crate::support::{Gateway, Upstream};
+use crate::support::{Gateway, TempDir, Upstream};
 
 /// Chromium from `$CHROMIUM`, else Debian's. `None` (and a clear message) when absent, which
 /// fails the test under CI.
@@ -79,11 +79,9 @@ async fn page_server() -> (Upstream, Arc<Mutex<String>>) {
 
 /// Loads `url` in headless Chromium, lets its scripts run, and returns the DOM.
 fn dump_dom(chromium: &PathBuf, url: &str) -> String {
-    let profile = std::env::temp_dir().join(format!(
-        "cryptr-gateway-chromium-{}-{}",
-        std::process::id(),
-        url.len() + url.bytes().map(usize::from).sum::<usize>()
-    ));
+    // A profile of its own for every run: two Chromiums on one profile refuse to start
+    // ("SingletonLock: File exists"), which a folder named after the URL's bytes allowed.
+    let profile = TempDir::new("chromium");
     let out = Command::new(chromium)
         .args([
             "--headless",
@@ -97,11 +95,11 @@ fn dump_dom(chromium: &PathBuf, url: &str) -> String {
             "--virtual-time-budget=15000",
             "--dump-dom",
         ])
-        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(url)
         .output()
         .expect("start chromium");
-    let _ = std::fs::remove_dir_all(&profile);
+    drop(profile);
     let dom = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         dom.contains("</html>"),

@@ -7,29 +7,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{self, Gateway};
+use crate::support::{self, Gateway, TempDir};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cryptr-gateway"))
-}
-
-/// A fresh folder, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir =
-            std::env::temp_dir().join(format!("cryptr-gateway-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[tokio::test]
@@ -179,7 +160,7 @@ fn demo_on_a_port_in_use_names_the_flag_in_one_line() {
 async fn keygen_and_token_round_trip_through_a_jwks_file_issuer() {
     for alg in ["RS256", "ES256"] {
         let dir = TempDir::new(&format!("keygen-{alg}"));
-        let key = dir.0.join("dev-key.pem");
+        let key = dir.path().join("dev-key.pem");
         let out = bin()
             .args(["keygen", "--alg", alg, "--jwks", "--out"])
             .arg(&key)
@@ -190,7 +171,7 @@ async fn keygen_and_token_round_trip_through_a_jwks_file_issuer() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        std::fs::write(dir.0.join("jwks.json"), &out.stdout).unwrap();
+        std::fs::write(dir.path().join("jwks.json"), &out.stdout).unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -253,7 +234,7 @@ routes:
     auth: {{ issuers: [local], scopes: {{ all: [openid, email] }} }}
 "
         );
-        let gw = Gateway::start_plan(support::plan_in(&dir.0, &yaml, &[]).unwrap()).await;
+        let gw = Gateway::start_plan(support::plan_in(dir.path(), &yaml, &[]).unwrap()).await;
         let res = support::client()
             .get(gw.url("/api"))
             .bearer_auth(token.trim())
