@@ -292,11 +292,13 @@ fn rewrite_request(
     match &route.upstream {
         Upstream::Http(u) => {
             parts.uri = u.uri_for(path, query)?;
-            if !route.preserve_host {
-                parts.headers.insert(HOST, u.host_header().clone());
-            } else if let Some(host) = client_host {
-                parts.headers.insert(HOST, host);
-            }
+            // HTTP/1.1 needs one: a `preserve_host` route whose client sent none (HTTP/1.0)
+            // sends the upstream's.
+            let host = match client_host {
+                Some(host) if route.preserve_host => host,
+                _ => u.host_header().clone(),
+            };
+            parts.headers.insert(HOST, host);
         }
         Upstream::Builtin(_) => {
             let target = match query {

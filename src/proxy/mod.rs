@@ -135,16 +135,10 @@ impl HttpUpstream {
     /// which limit a body that grew too large crossed.
     pub(crate) async fn forward(
         &self,
-        mut req: Request<Body>,
+        req: Request<Body>,
         timeout: Duration,
         max_body: u64,
     ) -> Result<Response<Body>, GatewayError> {
-        // HTTP/1.1 needs one; the pipeline sets it, save for a `preserve_host` route whose
-        // client sent none (HTTP/1.0).
-        if !req.headers().contains_key(http::header::HOST) {
-            req.headers_mut()
-                .insert(http::header::HOST, self.host_header.clone());
-        }
         let (req, sent) = if http_body::Body::is_end_stream(req.body()) {
             (req, None)
         } else {

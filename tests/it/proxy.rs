@@ -225,6 +225,10 @@ async fn host_is_the_upstreams_unless_preserve_host() {
         .await
         .unwrap();
     assert_eq!(up.last().header("host"), Some("api.example.com"));
+    // An HTTP/1.0 client may send no Host: the upstream still gets one, its own.
+    let answer = raw_request(gw.addr, b"GET /b HTTP/1.0\r\n\r\n").await;
+    assert_eq!(raw_status(&answer), 200, "{answer}");
+    assert_eq!(up.last().header("host"), Some(up.addr.to_string().as_str()));
 }
 
 #[tokio::test]
