@@ -301,13 +301,8 @@ fn rewrite_request(
             parts.headers.insert(HOST, host);
         }
         Upstream::Builtin(_) => {
-            let target = match query {
-                Some(q) => format!("{path}?{q}"),
-                None => path.to_string(),
-            };
-            parts.uri = target
-                .parse()
-                .map_err(|e: http::uri::InvalidUri| GatewayError::ClientBody(e.into()))?;
+            parts.uri = crate::proxy::origin_form("", path, query)
+                .map_err(|e| GatewayError::ClientBody(e.into()))?;
         }
     }
     // Upstreams are spoken to in HTTP/1.1, whatever the client used.

@@ -110,21 +110,9 @@ impl HttpUpstream {
         &self.host_header
     }
 
-    /// The request target sent upstream (origin form): base path, then `path`, then the query
-    /// byte for byte.
+    /// The request target sent upstream: base path, then `path`, then the query.
     pub(crate) fn uri_for(&self, path: &str, query: Option<&str>) -> Result<Uri, GatewayError> {
-        let mut pq = String::with_capacity(
-            self.base_path.len() + path.len() + 1 + query.map_or(0, str::len),
-        );
-        pq.push_str(&self.base_path);
-        pq.push_str(path);
-        if let Some(q) = query {
-            pq.push('?');
-            pq.push_str(q);
-        }
-        Uri::builder()
-            .path_and_query(pq)
-            .build()
+        origin_form(&self.base_path, path, query)
             .map_err(|e| GatewayError::UpstreamProtocol(e.into()))
     }
 
@@ -217,6 +205,22 @@ impl http_body::Body for SignalEnd {
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// A request target in origin form: `prefix`, then `path`, then the query byte for byte.
+pub(crate) fn origin_form(
+    prefix: &str,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Uri, http::Error> {
+    let mut pq = String::with_capacity(prefix.len() + path.len() + 1 + query.map_or(0, str::len));
+    pq.push_str(prefix);
+    pq.push_str(path);
+    if let Some(q) = query {
+        pq.push('?');
+        pq.push_str(q);
+    }
+    Uri::builder().path_and_query(pq).build()
 }
 
 fn build_connector(
