@@ -174,9 +174,12 @@ impl Pool {
         });
         drop(idle);
         drop(evicted);
-        if !self.reaping.swap(true, Ordering::Relaxed) {
+        // Marked started only once it is: a put outside a runtime leaves it to the next one.
+        if !self.reaping.load(Ordering::Relaxed) {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(reap(Arc::downgrade(self), self.idle_timeout));
+                if !self.reaping.swap(true, Ordering::Relaxed) {
+                    runtime.spawn(reap(Arc::downgrade(self), self.idle_timeout));
+                }
             }
         }
     }
@@ -400,6 +403,23 @@ mod tests {
             .await
             .expect("the idle connection was never closed");
         assert_eq!(idle(&pool), 0);
+    }
+
+    #[tokio::test]
+    async fn a_connection_given_back_outside_a_runtime_still_gets_a_reaper_later() {
+        let (pool, mut closed) = pool_and_upstream(Duration::from_millis(200), MAX_IDLE).await;
+        // Read to the end here, dropped (so given back) on a thread with no runtime.
+        let mut body = answer(&pool).await;
+        while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+            frame.unwrap();
+        }
+        std::thread::spawn(move || drop(body)).join().unwrap();
+        assert_eq!(idle(&pool), 1);
+        // The next give-back, in a runtime, starts the reaper, which closes it in time.
+        get(&pool).await;
+        tokio::time::timeout(Duration::from_secs(5), closed.recv())
+            .await
+            .expect("no reaper ever started");
     }
 
     #[tokio::test]
