@@ -29,6 +29,7 @@ COURSES = json.loads(
 AUDIENCE = "http://localhost:8080"
 SAME_ONE = "nginx proxy, no auth, the one-token requests"
 SAME_MANY = "nginx proxy, no auth, the 10,000-token requests"
+DEFAULT_WORKERS = "default workers (one per CPU)"
 
 
 def free_port():
@@ -277,12 +278,18 @@ routes:
     auth: {{ issuers: [bench] }}
 """
 
-    gw_port, gw_nocache_port = free_port(), free_port()
+    # Every proxy here runs one worker: nginx `worker_processes 1`, HAProxy `nbthread 1`,
+    # and the gateway `--workers 1`. On these 2 shared cores, wrk and the upstream need the
+    # rest. The gateway with its default (one worker per CPU) is measured too, apart.
+    gw_port, gw_nocache_port, gw_default_port = free_port(), free_port(), free_port()
     (work / "gw.yaml").write_text(gateway_config(gw_port, True))
     (work / "gw-nocache.yaml").write_text(gateway_config(gw_nocache_port, False))
+    (work / "gw-default.yaml").write_text(gateway_config(gw_default_port, True))
     env = dict(os.environ, RUST_LOG="warn")
-    gw = servers.start("cryptr-gateway", [binary, "--log-format", "json", "run", "-c", str(work / "gw.yaml")], gw_port, env=env, log=work / "gw.log")
-    servers.start("cryptr-gateway (token_cache: off)", [binary, "--log-format", "json", "run", "-c", str(work / "gw-nocache.yaml")], gw_nocache_port, env=env, log=work / "gw2.log")
+    one = ["--workers", "1"]
+    gw = servers.start("cryptr-gateway", [binary, "--log-format", "json", "run", "-c", str(work / "gw.yaml"), *one], gw_port, env=env, log=work / "gw.log")
+    servers.start("cryptr-gateway (token_cache: off)", [binary, "--log-format", "json", "run", "-c", str(work / "gw-nocache.yaml"), *one], gw_nocache_port, env=env, log=work / "gw2.log")
+    servers.start("cryptr-gateway (default workers)", [binary, "--log-format", "json", "run", "-c", str(work / "gw-default.yaml")], gw_default_port, env=env, log=work / "gw3.log")
     gateways_started = time.time()
     time.sleep(1)  # the JWKS fetch at start
     idle_rss = rss_kib(gw.pid)
@@ -324,12 +331,14 @@ routes:
     target("64 connections", "cryptr-gateway, never-seen tokens (RSA 4096, cache off)", gw_nocache_port, script=lua, tokens=many4096)
     target("64 connections", "cryptr-gateway, bad signature", gw_port, headers=[f"Authorization: Bearer {bad}"])
     target("64 connections", "cryptr-gateway, public route", gw_port, url_path="/public/courses")
+    target("64 connections", f"cryptr-gateway, one token reused, {DEFAULT_WORKERS}", gw_default_port, headers=[auth])
     if not args.quick:
         target("64 connections", "Flask tutorial (gunicorn -w 2), one token", flask_port, headers=[auth])
         target("1 connection", "upstream direct (ceiling)", up_port, conns=1)
         target("1 connection", "nginx proxy, no auth (reference)", nginx_port, conns=1)
         target("1 connection", "HAProxy jwt_verify, one token", haproxy_port, conns=1, headers=[auth])
         target("1 connection", "cryptr-gateway, one token reused", gw_port, conns=1, headers=[auth])
+        target("1 connection", f"cryptr-gateway, one token reused, {DEFAULT_WORKERS}", gw_default_port, conns=1, headers=[auth])
         for group, url_path in (("1 KiB response, 64 connections", "/kib"), ("1 MiB response, 64 connections", "/big")):
             target(group, "upstream direct (ceiling)", up_port, url_path=url_path)
             target(group, "nginx proxy, no auth (reference)", nginx_port, url_path=url_path)
@@ -353,7 +362,7 @@ routes:
             print(f"round {r + 1}/{args.rounds}  {group:32} {name:70} {res['rps']:>10.0f} req/s  p50 {res['p50_ms']:.3f} ms  non-2xx {res['non2xx']}", flush=True)
     # Each gateway refetches its keys at 4/5 of the JWKS TTL (10 minutes by default), under any
     # load: one fetch per 8 minutes each is what "one fetch per TTL" means here.
-    expected_fetches = 2 * int((time.time() - gateways_started) // 480)
+    expected_fetches = 3 * int((time.time() - gateways_started) // 480)
     peak_rss = rss_kib(gw.pid, "VmHWM")
     conn_rss = rss_with_connections(gw_port, gw.pid, 1000, auth)
     return {
@@ -452,7 +461,10 @@ def write_results(res, args):
         "\"Same requests\" divides by nginx proxying the very same requests (the token header, and for the 10,000 tokens "
         "wrk's Lua script, which costs wrk CPU on these shared cores), measured in the same round. "
         "The upstream is nginx serving static files with `client_header_buffer_size 4k`, so that no proxy's "
-        "request, whatever headers it adds, costs the upstream a second read.",
+        "request, whatever headers it adds, costs the upstream a second read. "
+        "Every proxy runs one worker (nginx `worker_processes 1`, HAProxy `nbthread 1`, cryptr-gateway `--workers 1`): "
+        f"wrk and the upstream need the rest of these cores. Rows marked \"{DEFAULT_WORKERS}\" run the gateway as it starts "
+        f"without the flag, with one worker per CPU ({os.cpu_count()} here).",
         "",
     ]
     group = None
@@ -471,7 +483,7 @@ def write_results(res, args):
         f"- cryptr-gateway RSS at idle: {res['idle_rss_kib'] / 1024:.1f} MiB; peak during the run: {res['peak_rss_kib'] / 1024:.1f} MiB; "
         f"with 1,000 open keep-alive connections: {res['rss_1000_conns_kib'] / 1024:.1f} MiB before the rounds, "
         f"{res['rss_1000_conns_after_kib'] / 1024:.1f} MiB after them (with the token cache holding the 10,000-token rounds' tokens).",
-        f"- JWKS fetches by the two gateways during the measured rounds: {res['jwks_fetches']} "
+        f"- JWKS fetches by the three gateways during the measured rounds: {res['jwks_fetches']} "
         f"({res['jwks_fetches_total']} with their start; the tutorial's Flask server fetches its own on every request). "
         f"Expected: {res['expected_fetches']}, one per gateway every 8 minutes (keys are refreshed at 4/5 of the 10-minute "
         "JWKS TTL, whatever the load).",

@@ -33,7 +33,7 @@ enum Command {
     #[command(
         after_help = "Example:\n  cryptr-gateway run -c gateway.yaml\n  GATEWAY_LISTEN=127.0.0.1:9000 cryptr-gateway run"
     )]
-    Run(ConfigArg),
+    Run(RunArgs),
     /// Validate a config file and print its routes; on error, print every problem with file,
     /// line, column and field, and exit 1.
     #[command(after_help = "Example:\n  cryptr-gateway check -c gateway.yaml && echo ok")]
@@ -154,6 +154,17 @@ struct KeygenArgs {
 }
 
 #[derive(clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Threads that serve requests [default: the CPUs this process may use, a cgroup's CPU
+    /// limit included]. With 1, the whole gateway runs on one thread, with no hand-over
+    /// between threads: the cheapest per request where it shares its CPUs with other work.
+    #[arg(long, env = "GATEWAY_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    workers: Option<u16>,
+}
+
+#[derive(clap::Args)]
 struct ConfigArg {
     /// The config file.
     #[arg(short, long, env = "GATEWAY_CONFIG", default_value = "gateway.yaml")]
@@ -165,7 +176,7 @@ fn main() -> ExitCode {
     logging::init(cli.log_format);
     match cli.command {
         Command::Check(args) => check(&args.config),
-        Command::Run(args) => run(&args.config),
+        Command::Run(args) => run(&args.config.config, args.workers),
         Command::Demo(args) => demo(&args),
         Command::Token(args) => report(token(&args)),
         Command::Explain(args) => explain(&args),
@@ -173,13 +184,30 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs `work` on a Tokio runtime: multi-threaded to serve, single-threaded for one-shot
-/// commands (whose upstream clients still want a runtime around them).
-fn with_runtime(multi_thread: bool, work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
-    let mut builder = if multi_thread {
-        tokio::runtime::Builder::new_multi_thread()
-    } else {
-        tokio::runtime::Builder::new_current_thread()
+/// How many threads a command's runtime has.
+#[derive(Clone, Copy)]
+enum Threads {
+    /// One thread, for one-shot commands (whose upstream clients still want a runtime
+    /// around them).
+    One,
+    /// Tokio's work-stealing runtime, with this many workers or, by default, one per CPU the
+    /// process may use.
+    Workers(Option<usize>),
+}
+
+/// Runs `work` on a Tokio runtime of `threads`.
+fn with_runtime(threads: Threads, work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    let mut builder = match threads {
+        Threads::One => tokio::runtime::Builder::new_current_thread(),
+        Threads::Workers(n) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            // As `top -H` and the tests see them (tokio names its blocking threads alike).
+            builder.thread_name("gateway-worker");
+            if let Some(n) = n {
+                builder.worker_threads(n);
+            }
+            builder
+        }
     };
     match builder.enable_all().build() {
         Ok(runtime) => runtime.block_on(work),
@@ -202,7 +230,7 @@ fn report(result: Result<(), String>) -> ExitCode {
 }
 
 fn demo(args: &DemoArgs) -> ExitCode {
-    with_runtime(true, async {
+    with_runtime(Threads::Workers(None), async {
         let options = DemoOptions {
             listen: args.listen,
             app_listen: args.app_listen,
@@ -222,7 +250,7 @@ fn demo(args: &DemoArgs) -> ExitCode {
 }
 
 fn explain(args: &ExplainArgs) -> ExitCode {
-    with_runtime(false, async {
+    with_runtime(Threads::One, async {
         let plan = match config::load_file(&args.config.config) {
             Ok(plan) => plan,
             Err(errors) => {
@@ -409,7 +437,7 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
-    with_runtime(false, async {
+    with_runtime(Threads::One, async {
         match config::load_file(path) {
             Ok(plan) => {
                 print!("{}: ok, {}", path.display(), plan.summary());
@@ -424,8 +452,11 @@ fn check(path: &std::path::Path) -> ExitCode {
     })
 }
 
-fn run(path: &std::path::Path) -> ExitCode {
-    with_runtime(true, async {
+fn run(path: &std::path::Path, workers: Option<u16>) -> ExitCode {
+    // `--workers 1` is a work-stealing runtime of one worker, not a current-thread one: its
+    // LIFO slot runs a task woken by the running one next, which measured about 0.05 of
+    // nginx's rate faster on the benchmark's one-token route (bench/RESULTS.md).
+    with_runtime(Threads::Workers(workers.map(usize::from)), async {
         let plan = match config::load_file(path) {
             Ok(plan) => plan,
             Err(errors) => {

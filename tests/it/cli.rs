@@ -7,7 +7,9 @@ use std::time::Duration;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_cryptr-gateway"));
-    c.env_remove("GATEWAY_CONFIG").env_remove("GATEWAY_LISTEN");
+    c.env_remove("GATEWAY_CONFIG")
+        .env_remove("GATEWAY_LISTEN")
+        .env_remove("GATEWAY_WORKERS");
     c
 }
 
@@ -137,15 +139,13 @@ fn run_refuses_a_port_in_use_in_one_line() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
 
-#[test]
-fn run_serves_then_exits_0_on_sigterm() {
-    let cfg = TempConfig::new(
-        "run",
-        "listen: ${TEST_LISTEN}\nadmin: { listen: 127.0.0.1:0 }\nroutes:\n  - name: courses\n    match: { prefix: /api/v1/courses }\n    upstream: builtin:courses\n    auth: none\n",
-    );
-    let mut child = bin()
-        .args(["--log-format", "json", "run", "-c"])
-        .arg(&cfg.path)
+type Lines = std::io::Lines<BufReader<std::process::ChildStderr>>;
+
+/// Starts `run` (its config listening on `${TEST_LISTEN}`) and waits for the address it
+/// says it listens on; its later log lines follow.
+fn start(run: &mut Command) -> (crate::support::KillOnDrop, String, Lines) {
+    let mut child = run
+        .args(["--log-format", "json"])
         .env("TEST_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
@@ -165,6 +165,59 @@ fn run_serves_then_exits_0_on_sigterm() {
             break addr.to_string();
         }
     };
+    (child, addr, lines)
+}
+
+const COURSES_CONFIG: &str = "listen: ${TEST_LISTEN}\nadmin: { listen: 127.0.0.1:0 }\nroutes:\n  - name: courses\n    match: { prefix: /api/v1/courses }\n    upstream: builtin:courses\n    auth: none\n";
+
+/// The threads of process `pid` named as the gateway's runtime's.
+#[cfg(target_os = "linux")]
+fn runtime_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter(|t| {
+            let comm = t.as_ref().unwrap().path().join("comm");
+            std::fs::read_to_string(comm).is_ok_and(|c| c.trim() == "gateway-worker")
+        })
+        .count()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn run_serves_on_as_many_worker_threads_as_workers_says() {
+    let cfg = TempConfig::new("workers", COURSES_CONFIG);
+    for (how, expected) in [("--workers", 1), ("GATEWAY_WORKERS", 3)] {
+        let mut run = bin();
+        run.arg("run").arg("-c").arg(&cfg.path);
+        if how == "--workers" {
+            run.args(["--workers", "1"]);
+        } else {
+            run.env(how, expected.to_string());
+        }
+        let (child, addr, _lines) = start(&mut run);
+        let res = reqwest::blocking_get(&format!("http://{addr}/api/v1/courses"));
+        assert_eq!(res, 200, "{how}");
+        // Nothing here spawns a blocking task (which tokio names alike): all are workers.
+        assert_eq!(runtime_threads(child.0.id()), expected, "{how}");
+    }
+}
+
+#[test]
+fn run_refuses_zero_workers_before_reading_its_config() {
+    let out = bin()
+        .args(["run", "-c", "/nonexistent/gateway.yaml", "--workers", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--workers"), "{stderr}");
+    assert!(stderr.contains("1..=1024"), "{stderr}");
+}
+
+#[test]
+fn run_serves_then_exits_0_on_sigterm() {
+    let cfg = TempConfig::new("run", COURSES_CONFIG);
+    let (mut child, addr, mut lines) = start(bin().arg("run").arg("-c").arg(&cfg.path));
     let res = reqwest::blocking_get(&format!("http://{addr}/api/v1/courses"));
     assert_eq!(res, 200);
     // The access log line, as a collector reads it.
