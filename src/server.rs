@@ -387,12 +387,12 @@ impl Conn {
             counted: _counted,
         } = self;
         let info = ConnInfo::new(peer, proto);
-        // hyper's HTTP/1 header timer runs from the moment it waits for a head, idle time
-        // included, so it is our idle bound for HTTP/1; the (shorter) head bound is ours,
-        // below, counted from the first byte of a head.
+        // hyper's HTTP/1 header timer is off: the watchdog below bounds both a head (from its
+        // first byte) and an idle keep-alive, and hyper's would re-arm a timer for every
+        // request head (a `now()` and a timer-wheel update each).
         builder
             .http1()
-            .header_read_timeout(limits.idle_timeout.max(limits.header_read_timeout))
+            .header_read_timeout(None)
             .max_buf_size((limits.max_header_size * 2).max(16 * 1024))
             .max_headers(limits.max_headers * 2);
         // hyper's own bounds sit above ours (pipeline::check_header_limits) so that requests
