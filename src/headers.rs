@@ -169,7 +169,13 @@ pub(crate) fn add_via(headers: &mut HeaderMap, version: Version) {
         Version::HTTP_3 => "3 cryptr-gateway",
         _ => "1.1 cryptr-gateway",
     };
-    append(headers, VIA, entry);
+    match headers.entry(VIA) {
+        // The usual case, on both legs: the first proxy, and upstreams that add none.
+        http::header::Entry::Vacant(e) => {
+            e.insert(HeaderValue::from_static(entry));
+        }
+        http::header::Entry::Occupied(_) => append(headers, VIA, entry),
+    }
 }
 
 /// Adds `value` to the comma list in `name`, folding earlier lines into one.
@@ -315,5 +321,16 @@ mod tests {
         let mut h = map(&[("via", "1.0 edge")]);
         add_via(&mut h, Version::HTTP_2);
         assert_eq!(h["via"], "1.0 edge, 2 cryptr-gateway");
+        let mut two = map(&[("via", "1.0 a"), ("via", "1.1 b")]);
+        add_via(&mut two, Version::HTTP_11);
+        assert_eq!(two.get_all("via").iter().count(), 1);
+        assert_eq!(two["via"], "1.0 a, 1.1 b, 1.1 cryptr-gateway");
+    }
+
+    #[test]
+    fn via_is_set_when_the_message_has_none() {
+        let mut h = map(&[]);
+        add_via(&mut h, Version::HTTP_10);
+        assert_eq!(h["via"], "1.0 cryptr-gateway");
     }
 }
