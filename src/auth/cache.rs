@@ -61,8 +61,10 @@ impl Expiry<u64, Arc<Verified>> for UntilExp {
 /// Bounded caches of good and bad tokens, with hit counters.
 pub struct TokenCache {
     /// Values are shared: a lookup clones what it finds.
-    valid: Cache<u64, Arc<Verified>>,
-    invalid: Cache<u64, Arc<str>>,
+    // Keys are already keyed hashes of the token (`key`): moka's own hashing of them needs no
+    // SipHash, its default.
+    valid: Cache<u64, Arc<Verified>, foldhash::fast::RandomState>,
+    invalid: Cache<u64, Arc<str>, foldhash::fast::RandomState>,
     /// Seeded at random for each cache, so nobody outside can aim two tokens at one slot.
     hasher: foldhash::quality::RandomState,
     hits: AtomicU64,
@@ -89,12 +91,12 @@ impl TokenCache {
                     u32::try_from(entry_bytes(e.identity.token().len())).unwrap_or(u32::MAX)
                 })
                 .expire_after(UntilExp)
-                .build(),
+                .build_with_hasher(foldhash::fast::RandomState::default()),
             invalid: Cache::builder()
                 .max_capacity(BAD_TOKEN_BYTES)
                 .weigher(|_, token: &Arc<str>| u32::try_from(token.len() + 512).unwrap_or(u32::MAX))
                 .time_to_live(BAD_TOKEN_LIFE)
-                .build(),
+                .build_with_hasher(foldhash::fast::RandomState::default()),
             hasher: foldhash::quality::RandomState::default(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),

@@ -194,7 +194,9 @@ impl IssuerKeys {
 
 /// The key sets of every issuer of a plan, and the one HTTP client that fetches them.
 pub struct KeyCache {
-    cache: Cache<Arc<str>, Cached>,
+    /// Keyed by issuer, which the config names: looked up on every request (`has_keys`), and
+    /// with no need of SipHash (moka's default) against chosen keys.
+    cache: Cache<Arc<str>, Cached, foldhash::fast::RandomState>,
     http: reqwest::Client,
 }
 
@@ -215,7 +217,9 @@ impl KeyCache {
             .build()
             .map_err(|e| format!("JWKS client setup failed: {e}"))?;
         Ok(KeyCache {
-            cache: Cache::builder().expire_after(StaleBound).build(),
+            cache: Cache::builder()
+                .expire_after(StaleBound)
+                .build_with_hasher(foldhash::fast::RandomState::default()),
             http,
         })
     }
