@@ -58,11 +58,13 @@ class Servers:
 
     def __init__(self):
         self.procs = []
+        self.by_port = {}
 
     def start(self, name, cmd, port, **kw):
         log = open(kw.pop("log"), "w") if "log" in kw else subprocess.DEVNULL
         p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, **kw)
         self.procs.append((name, p))
+        self.by_port[port] = p
         wait_port(port)
         return p
 
@@ -84,6 +86,26 @@ def rss_kib(pid, field="VmRSS"):
     return 0
 
 
+def cpu_seconds(root):
+    """User plus system CPU time of process `root` and all its descendants (nginx's and
+    gunicorn's workers are children of the process started here), all threads included."""
+    procs = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # ended meanwhile
+        # The command name, in parentheses, may hold spaces: fields are counted after it.
+        fields = text[text.rindex(")") + 2:].split()
+        procs[int(stat.parent.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += procs.get(pid, (0, 0))[1]
+        todo += [child for child, (ppid, _) in procs.items() if ppid == pid]
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
@@ -94,10 +116,12 @@ def parse_wrk(out):
         m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
         return float(m.group(1)) * UNITS[m.group(2)] if m else float("nan")
 
+    requests = re.search(r"(\d+) requests in", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
     return {
         "rps": rps,
+        "requests": int(requests.group(1)) if requests else 0,
         "p50_ms": pct(50),
         "p99_ms": pct(99),
         "non2xx": int(non2xx.group(1)) if non2xx else 0,
@@ -314,7 +338,7 @@ routes:
 
     def target(group, name, port, conns=64, headers=(), script=None, tokens=None, url_path=path):
         e = dict(os.environ, TOKENS=str(tokens)) if tokens else None
-        T.append((group, name, f"http://127.0.0.1:{port}{url_path}", conns, headers, script, e))
+        T.append((group, name, f"http://127.0.0.1:{port}{url_path}", conns, headers, script, e, port))
 
     target("64 connections", "upstream direct (ceiling)", up_port)
     target("64 connections", "nginx proxy, no auth (reference)", nginx_port)
@@ -355,8 +379,13 @@ routes:
     fetches_before = jwks_fetches(work)
     rounds = {t[1] + "|" + t[0]: [] for t in T}
     for r in range(args.rounds):
-        for group, name, url, conns, headers, script, e in T:
+        for group, name, url, conns, headers, script, e, port in T:
+            # The CPU the serving process spent on the run: what a request costs it, a
+            # figure that, unlike requests/s, does not hang on what else the cores ran.
+            server = servers.by_port[port].pid
+            cpu_before = cpu_seconds(server)
             res = wrk(url, conns, args.duration, headers, script, e)
+            res["cpu_us"] = (cpu_seconds(server) - cpu_before) * 1e6 / max(1, res["requests"])
             refused_on_purpose = "bad signature" in name
             if res["non2xx"] and not refused_on_purpose:
                 sys.exit(f"{name}: {res['non2xx']} non-2xx answers; the setup is broken (see {work})")
@@ -425,7 +454,7 @@ def write_results(res, args):
     rounds = res["rounds"]
     ref_keys = {k for k in rounds if k.startswith("nginx proxy, no auth (reference)|")}
     rows = []
-    for group, name, _url, _conns, headers, script, _e in res["targets"]:
+    for group, name, _url, _conns, headers, script, _e, _port in res["targets"]:
         key = name + "|" + group
         ref = next((k for k in ref_keys if k.endswith("|" + group)), None)
         runs = rounds[key]
@@ -440,6 +469,7 @@ def write_results(res, args):
             "rps": statistics.median(r["rps"] for r in runs),
             "p50": statistics.median(r["p50_ms"] for r in runs),
             "p99": statistics.median(r["p99_ms"] for r in runs),
+            "cpu_us": statistics.median(r["cpu_us"] for r in runs),
             "ratio": statistics.median(ratios) if ratios else float("nan"),
             "spread": (max(ratios) - min(ratios)) if ratios else float("nan"),
             "same": statistics.median(same_ratios) if same_ratios else float("nan"),
@@ -464,6 +494,10 @@ def write_results(res, args):
         "HAProxy and for signature and claims by cryptr-gateway. Non-2xx counts refusals, expected on the bad-signature rows. "
         "\"Same requests\" divides by nginx proxying the very same requests (the token header, and for the 10,000 tokens "
         "wrk's Lua script, which costs wrk CPU on these shared cores), measured in the same round. "
+        "CPU µs a request is the user and system CPU time the serving process (with its workers) spent during the "
+        "run, divided by the requests it answered, median of the rounds: what a request costs that process, a figure "
+        "that depends less than requests/s on what else these cores ran (for the upstream direct, the upstream's own; "
+        "a proxy's figure leaves out the upstream behind it). "
         "The upstream is nginx serving static files with `client_header_buffer_size 4k`, so that no proxy's "
         "request, whatever headers it adds, costs the upstream a second read. "
         "Every proxy runs one worker (nginx `worker_processes 1`, HAProxy `nbthread 1`, cryptr-gateway `--workers 1`): "
@@ -475,10 +509,10 @@ def write_results(res, args):
     for r in rows:
         if r["group"] != group:
             group = r["group"]
-            lines += [f"## {group}", "", "| target | req/s | ratio to nginx | spread | ratio to nginx, same requests | p50 ms | p50 added over direct, µs | p99 ms | non-2xx |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+            lines += [f"## {group}", "", "| target | req/s | ratio to nginx | spread | ratio to nginx, same requests | CPU µs a request | p50 ms | p50 added over direct, µs | p99 ms | non-2xx |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         added = f"{r['added']:.0f}" if r["added"] == r["added"] else "-"
         same = f"{r['same']:.2f}x" if r["same"] == r["same"] else "-"
-        lines.append(f"| {r['name']} | {r['rps']:.0f} | {r['ratio']:.2f}x | {r['spread']:.2f} | {same} | {r['p50']:.3f} | {added} | {r['p99']:.3f} | {r['non2xx']} |")
+        lines.append(f"| {r['name']} | {r['rps']:.0f} | {r['ratio']:.2f}x | {r['spread']:.2f} | {same} | {r['cpu_us']:.1f} | {r['p50']:.3f} | {added} | {r['p99']:.3f} | {r['non2xx']} |")
         if r is rows[-1] or rows[rows.index(r) + 1]["group"] != group:
             lines.append("")
     lines += [
