@@ -90,6 +90,16 @@ impl FramingGuard {
         self.violation
     }
 
+    /// Whether the bytes fed so far end inside a request head: begun, not yet complete. `None`
+    /// once the guard no longer follows the stream (HTTP/2, a fault, a head past its bound).
+    pub(crate) fn head_pending(&self) -> Option<bool> {
+        match self.state {
+            State::Stopped => None,
+            State::Head => Some(self.head.bytes > 0),
+            _ => Some(false),
+        }
+    }
+
     /// Watches the next bytes read from the client.
     pub(crate) fn feed(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
@@ -301,6 +311,33 @@ mod tests {
     fn one_byte_at_a_time(bytes: &[u8]) -> Option<Violation> {
         let parts: Vec<&[u8]> = bytes.chunks(1).collect();
         verdict(&parts)
+    }
+
+    #[test]
+    fn a_head_is_pending_from_its_first_byte_to_its_empty_line_and_never_in_a_body() {
+        let mut g = FramingGuard::new();
+        let steps: [(&[u8], Option<bool>); 7] = [
+            (b"GET / HTTP/1.1\r\nHost: a\r\n", Some(true)),
+            (b"\r\n", Some(false)),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab",
+                Some(false),
+            ),
+            (b"cde", Some(false)),
+            // A whole request and the start of the next, in one read.
+            (b"GET /a HTTP/1.1\r\n\r\nGE", Some(true)),
+            (b"T /b HTTP/1.1\r\n\r\n", Some(false)),
+            (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", None),
+        ];
+        for (bytes, pending) in steps {
+            g.feed(bytes);
+            assert_eq!(
+                g.head_pending(),
+                pending,
+                "{}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
     }
 
     #[test]

@@ -464,14 +464,22 @@ struct Activity {
     /// is counted from here, not from the last byte: HTTP/2 pings (ours every 30 s) and their
     /// answers are not use.
     last_done: AtomicU64,
-    /// When the first byte of a head arrived with no request open; `u64::MAX`: none.
+    /// When the head now arriving began (or, for the first, when the connection did);
+    /// `u64::MAX`: none is.
     head_started: AtomicU64,
+    /// The framing guard follows the client's bytes, so it says where heads begin and end;
+    /// false once it stops (HTTP/2, a fault), and the first byte after a request then counts.
+    followed: std::sync::atomic::AtomicBool,
     /// Requests open (from head to the end of the response body).
     open: std::sync::atomic::AtomicUsize,
     /// HTTP/2: frames (pings, window updates) arrive between requests; only idleness counts.
     h2: std::sync::atomic::AtomicBool,
     /// What the framing guard found wrong in the client's bytes, if anything.
     violation: std::sync::OnceLock<crate::framing::Violation>,
+    /// Wakes the watchdog when a head's clock starts, so that it is judged at its own
+    /// deadline, not at the later one the watchdog slept towards. Quiet for a head that
+    /// arrives whole in one read: the usual case costs nothing.
+    head_begun: tokio::sync::Notify,
 }
 
 const NONE: u64 = u64::MAX;
@@ -483,9 +491,11 @@ impl Activity {
             last_done: AtomicU64::new(0),
             // A connection that says nothing is a head that does not arrive.
             head_started: AtomicU64::new(0),
+            followed: std::sync::atomic::AtomicBool::new(true),
             open: std::sync::atomic::AtomicUsize::new(0),
             h2: std::sync::atomic::AtomicBool::new(false),
             violation: std::sync::OnceLock::new(),
+            head_begun: tokio::sync::Notify::new(),
         }
     }
 
@@ -493,17 +503,33 @@ impl Activity {
         u64::try_from(self.start.elapsed().as_millis()).unwrap_or(NONE - 1)
     }
 
-    fn read(&self) {
-        // Only the first byte after a request ends matters: one load on every other read.
-        if self.open.load(Ordering::Relaxed) == 0
+    /// Bytes arrived; `head_pending` is the framing guard's word on whether they end inside
+    /// a head. It sees a head that begins while a request is still open too (pipelined, or
+    /// sent before the previous answer's end was noticed here), whose clock then starts no
+    /// earlier than that request's end (`watchdog`).
+    fn read(&self, head_pending: Option<bool>) {
+        let begun = match head_pending {
+            Some(true) => true,
+            Some(false) => {
+                if self.head_started.load(Ordering::Relaxed) != NONE {
+                    self.head_started.store(NONE, Ordering::Relaxed);
+                }
+                false
+            }
+            None => {
+                self.followed.store(false, Ordering::Relaxed);
+                self.open.load(Ordering::Relaxed) == 0
+            }
+        };
+        // One load on most reads: only the first byte of a head is timed.
+        if begun
             && self.head_started.load(Ordering::Relaxed) == NONE
+            && self
+                .head_started
+                .compare_exchange(NONE, self.now(), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
         {
-            let _ = self.head_started.compare_exchange(
-                NONE,
-                self.now(),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
+            self.head_begun.notify_one();
         }
     }
 
@@ -512,7 +538,11 @@ impl Activity {
             self.h2.store(true, Ordering::Relaxed);
         }
         self.open.fetch_add(1, Ordering::Relaxed);
-        self.head_started.store(NONE, Ordering::Relaxed);
+        // Followed, the guard has already said where this head ended and whether another
+        // began behind it.
+        if !self.followed.load(Ordering::Relaxed) {
+            self.head_started.store(NONE, Ordering::Relaxed);
+        }
         RequestGuard(self.clone())
     }
 
@@ -528,6 +558,8 @@ impl Activity {
             } else {
                 let started = self.head_started.load(Ordering::Relaxed);
                 if started != NONE && !self.h2.load(Ordering::Relaxed) {
+                    // A head that began while a request was open is timed from that end.
+                    let started = started.max(self.last_done.load(Ordering::Relaxed));
                     if now >= started + head_ms {
                         return Verdict::HeadTimeout;
                     }
@@ -540,7 +572,10 @@ impl Activity {
                     last + idle_ms
                 }
             };
-            tokio::time::sleep_until(self.start + Duration::from_millis(wake_at)).await;
+            tokio::select! {
+                () = tokio::time::sleep_until(self.start + Duration::from_millis(wake_at)) => {}
+                () = self.head_begun.notified() => {}
+            }
         }
     }
 }
@@ -551,7 +586,12 @@ struct RequestGuard(Arc<Activity>);
 impl Drop for RequestGuard {
     fn drop(&mut self) {
         self.0.last_done.store(self.0.now(), Ordering::Relaxed);
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
+        let was_last = self.0.open.fetch_sub(1, Ordering::Relaxed) == 1;
+        // A head begun behind this request is now timed: the watchdog slept towards a later
+        // deadline while the request ran.
+        if was_last && self.0.head_started.load(Ordering::Relaxed) != NONE {
+            self.0.head_begun.notify_one();
+        }
     }
 }
 
@@ -583,9 +623,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
         let before = buf.filled().len();
         let res = Pin::new(&mut this.inner).poll_read(cx, buf);
         if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            this.activity.read();
             // Seen before hyper parses them: a fault is known when its request is served.
             this.framing.feed(&buf.filled()[before..]);
+            this.activity.read(this.framing.head_pending());
             if let Some(why) = this.framing.violation() {
                 let _ = this.activity.violation.set(why);
             }

@@ -111,6 +111,63 @@ async fn an_idle_keep_alive_outlives_the_header_timeout_and_closes_after_idle_ti
     );
 }
 
+/// Sends header lines one by one, each well within any per-read bound; returns whether the
+/// gateway hung up meanwhile.
+async fn dribble(conn: &mut TcpStream, lines: usize) -> bool {
+    for _ in 0..lines {
+        if conn.write_all(b"X-A: b\r\n").await.is_err() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_second_head_dribbled_on_a_keep_alive_connection_is_cut_off_at_the_header_timeout() {
+    let gw = Gateway::start(&yaml("  header_read_timeout: 300ms\n  idle_timeout: 30s\n")).await;
+    let mut conn = TcpStream::connect(gw.addr).await.unwrap();
+    assert_eq!(keep_alive_get(&mut conn, "/one").await, 200);
+    // Idle past the header timeout first: the gateway's watchdog then waits towards the idle
+    // bound, and must still judge the head that begins now by its own.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    conn.write_all(b"GET /two HTTP/1.1\r\nHost: t\r\n")
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    if !dribble(&mut conn, 30).await {
+        let rest = read_until_closed(&mut conn, Duration::from_secs(2)).await;
+        assert!(
+            rest.is_ok(),
+            "still connected after {:?}",
+            started.elapsed()
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_partial_head_pipelined_behind_a_request_is_cut_off_once_that_request_is_answered() {
+    let gw = Gateway::start(&yaml("  header_read_timeout: 300ms\n  idle_timeout: 30s\n")).await;
+    let mut conn = TcpStream::connect(gw.addr).await.unwrap();
+    // The second head's first bytes come in the same packet as the first request, and no
+    // more after them: read (and buffered) before the first request is even served.
+    conn.write_all(b"GET /one HTTP/1.1\r\nHost: t\r\n\r\nGET /two HTTP/1.1\r\nHost: t\r\n")
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    // The first is answered; then, well before idle_timeout, the connection is closed.
+    let rest = read_until_closed(&mut conn, Duration::from_secs(4)).await;
+    let rest = rest.unwrap_or_else(|()| panic!("still connected after {:?}", started.elapsed()));
+    let answered = String::from_utf8_lossy(&rest);
+    assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+    assert_eq!(answered.matches("HTTP/1.1 ").count(), 1, "{answered}");
+}
+
 #[tokio::test]
 async fn a_long_request_is_not_idle() {
     // The upstream takes longer than idle_timeout to answer: the request still completes.
