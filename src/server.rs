@@ -427,6 +427,8 @@ impl Conn {
         let mut closing = false;
         loop {
             tokio::select! {
+                // In this order: the watchdog then judges what the connection just read.
+                biased;
                 result = connection.as_mut() => {
                     if let Err(e) = result {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -476,10 +478,6 @@ struct Activity {
     h2: std::sync::atomic::AtomicBool,
     /// What the framing guard found wrong in the client's bytes, if anything.
     violation: std::sync::OnceLock<crate::framing::Violation>,
-    /// Wakes the watchdog when a head's clock starts, so that it is judged at its own
-    /// deadline, not at the later one the watchdog slept towards. Quiet for a head that
-    /// arrives whole in one read: the usual case costs nothing.
-    head_begun: tokio::sync::Notify,
 }
 
 const NONE: u64 = u64::MAX;
@@ -495,7 +493,6 @@ impl Activity {
             open: std::sync::atomic::AtomicUsize::new(0),
             h2: std::sync::atomic::AtomicBool::new(false),
             violation: std::sync::OnceLock::new(),
-            head_begun: tokio::sync::Notify::new(),
         }
     }
 
@@ -522,14 +519,13 @@ impl Activity {
             }
         };
         // One load on most reads: only the first byte of a head is timed.
-        if begun
-            && self.head_started.load(Ordering::Relaxed) == NONE
-            && self
-                .head_started
-                .compare_exchange(NONE, self.now(), Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            self.head_begun.notify_one();
+        if begun && self.head_started.load(Ordering::Relaxed) == NONE {
+            let _ = self.head_started.compare_exchange(
+                NONE,
+                self.now(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -547,35 +543,70 @@ impl Activity {
     }
 
     /// Completes when the connection must end: its head is late, or it has been idle too long.
+    ///
+    /// Polled whenever the connection's task is (after the connection itself): a head that
+    /// began since the timer was set may be due sooner than it, and the timer is then moved.
+    /// That look is a few loads; the clock is read only when the timer fires.
     async fn watchdog(&self, head: Duration, idle: Duration) -> Verdict {
         let head_ms = u64::try_from(head.as_millis()).unwrap_or(NONE / 2);
         let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(NONE / 2);
-        loop {
-            let now = self.now();
-            let wake_at = if self.open.load(Ordering::Relaxed) > 0 {
-                // A request runs: its own timeouts bound it; look again later.
-                now + idle_ms
-            } else {
-                let started = self.head_started.load(Ordering::Relaxed);
-                if started != NONE && !self.h2.load(Ordering::Relaxed) {
-                    // A head that began while a request was open is timed from that end.
-                    let started = started.max(self.last_done.load(Ordering::Relaxed));
-                    if now >= started + head_ms {
-                        return Verdict::HeadTimeout;
-                    }
-                    started + head_ms
-                } else {
-                    let last = self.last_done.load(Ordering::Relaxed);
-                    if now >= last + idle_ms {
-                        return Verdict::Idle;
-                    }
-                    last + idle_ms
+        // Due at once: the first poll judges the connection as it starts.
+        let timer = tokio::time::sleep_until(self.start);
+        tokio::pin!(timer);
+        let mut armed = 0;
+        std::future::poll_fn(|cx| loop {
+            if let Some(due) = self.head_due(head_ms) {
+                if due < armed {
+                    armed = due;
+                    timer
+                        .as_mut()
+                        .reset(self.start + Duration::from_millis(due));
                 }
-            };
-            tokio::select! {
-                () = tokio::time::sleep_until(self.start + Duration::from_millis(wake_at)) => {}
-                () = self.head_begun.notified() => {}
             }
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            match self.judge(self.now(), head_ms, idle_ms) {
+                Ok(verdict) => return Poll::Ready(verdict),
+                Err(wake_at) => {
+                    armed = wake_at;
+                    timer
+                        .as_mut()
+                        .reset(self.start + Duration::from_millis(wake_at));
+                }
+            }
+        })
+        .await
+    }
+
+    /// When the head being read is due, if one is and no request is open. A head that began
+    /// while a request was open is timed from that request's end.
+    fn head_due(&self, head_ms: u64) -> Option<u64> {
+        if self.open.load(Ordering::Relaxed) > 0 || self.h2.load(Ordering::Relaxed) {
+            return None;
+        }
+        let started = self.head_started.load(Ordering::Relaxed);
+        (started != NONE).then(|| started.max(self.last_done.load(Ordering::Relaxed)) + head_ms)
+    }
+
+    /// The verdict at `now`, or when to look again.
+    fn judge(&self, now: u64, head_ms: u64, idle_ms: u64) -> Result<Verdict, u64> {
+        if self.open.load(Ordering::Relaxed) > 0 {
+            // A request runs: its own timeouts bound it; look again later.
+            return Err(now + idle_ms);
+        }
+        if let Some(due) = self.head_due(head_ms) {
+            return if now >= due {
+                Ok(Verdict::HeadTimeout)
+            } else {
+                Err(due)
+            };
+        }
+        let due = self.last_done.load(Ordering::Relaxed) + idle_ms;
+        if now >= due {
+            Ok(Verdict::Idle)
+        } else {
+            Err(due)
         }
     }
 }
@@ -586,12 +617,7 @@ struct RequestGuard(Arc<Activity>);
 impl Drop for RequestGuard {
     fn drop(&mut self) {
         self.0.last_done.store(self.0.now(), Ordering::Relaxed);
-        let was_last = self.0.open.fetch_sub(1, Ordering::Relaxed) == 1;
-        // A head begun behind this request is now timed: the watchdog slept towards a later
-        // deadline while the request ran.
-        if was_last && self.0.head_started.load(Ordering::Relaxed) != NONE {
-            self.0.head_begun.notify_one();
-        }
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
