@@ -503,7 +503,7 @@ impl Activity {
     /// Bytes arrived; `head_pending` is the framing guard's word on whether they end inside
     /// a head. It sees a head that begins while a request is still open too (pipelined, or
     /// sent before the previous answer's end was noticed here), whose clock then starts no
-    /// earlier than that request's end (`watchdog`).
+    /// earlier than that request's end (`head_due`).
     fn read(&self, head_pending: Option<bool>) {
         let begun = match head_pending {
             Some(true) => true,
