@@ -12,10 +12,9 @@ use http::{Request, Response, Version};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use tower_http::timeout::TimeoutBody;
 
 use crate::auth::{self, Identity};
-use crate::body::{Body, BoxError, Holding};
+use crate::body::{Body, Holding};
 use crate::config::Plan;
 use crate::cors;
 use crate::error::GatewayError;
@@ -246,9 +245,7 @@ fn limit_body(parts: &Parts, body: Incoming, route: &Route) -> Result<Body, Gate
         return Ok(crate::body::empty());
     }
     let limit = usize::try_from(route.max_body).unwrap_or(usize::MAX);
-    Ok(TimeoutBody::new(route.timeout, Limited::new(body, limit))
-        .map_err(|e| -> BoxError { e })
-        .boxed_unsync())
+    Ok(crate::body::GapTimeout::new(Limited::new(body, limit), route.timeout).boxed_unsync())
 }
 
 /// Headers as the upstream must see them: hop-by-hop gone, forwarding chain set, `Host` and

@@ -13,7 +13,6 @@ use http::uri::Scheme;
 use http::{Request, Response, Uri};
 use http_body_util::{BodyExt, LengthLimitError};
 use hyper_util::client::legacy::connect::HttpConnector;
-use tower_http::timeout::TimeoutBody;
 
 use crate::body::{Body, BoxError};
 use crate::error::GatewayError;
@@ -159,8 +158,7 @@ impl HttpUpstream {
     ) -> Result<Response<Body>, GatewayError> {
         let (res, conn) = res.map_err(|e| classify(e, max_body))?;
         Ok(res.map(|b| {
-            TimeoutBody::new(timeout, PooledBody::new(b, conn, self.pool.clone()))
-                .map_err(|e| -> BoxError { e })
+            crate::body::GapTimeout::new(PooledBody::new(b, conn, self.pool.clone()), timeout)
                 .boxed_unsync()
         }))
     }
