@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use http::header::{HeaderValue, CONTENT_LENGTH, EXPECT, HOST, ORIGIN, TE};
 use http::request::Parts;
-use http::{Request, Response, Version};
+use http::{Request, Response, Uri, Version};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -142,7 +142,7 @@ async fn flow(
     let identity = authenticate(plan, route, &parts).await?;
     trace.identity = identity.clone();
     let body = limit_body(&parts, body, route)?;
-    rewrite_request(&mut parts, plan, conn, route, &path, uri.query())?;
+    rewrite_request(&mut parts, plan, conn, route, &path, &uri)?;
     rewrite_identity(&mut parts, plan, route, identity.as_deref());
     parts
         .headers
@@ -256,8 +256,9 @@ fn rewrite_request(
     conn: &ConnInfo,
     route: &Route,
     path: &str,
-    query: Option<&str>,
+    original: &Uri,
 ) -> Result<(), GatewayError> {
+    let query = original.query();
     let client_host = parts.headers.get(HOST).cloned().or_else(|| {
         parts
             .uri
@@ -288,7 +289,7 @@ fn rewrite_request(
     let path = route.upstream_path(path);
     match &route.upstream {
         Upstream::Http(u) => {
-            parts.uri = u.uri_for(path, query)?;
+            parts.uri = u.uri_for(original, path, query)?;
             // HTTP/1.1 needs one: a `preserve_host` route whose client sent none (HTTP/1.0)
             // sends the upstream's.
             let host = match client_host {
