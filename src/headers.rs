@@ -162,19 +162,29 @@ pub(crate) fn set_forwarding(headers: &mut HeaderMap, client: &Client<'_>) {
 
 /// Appends our `Via` entry (RFC 9110 section 7.6.3) for a message received with `version`.
 pub(crate) fn add_via(headers: &mut HeaderMap, version: Version) {
+    // Constants, so that `from_static` checks their bytes once, at build time: called at run
+    // time it checks them on every call.
+    const VIA_09: HeaderValue = HeaderValue::from_static("0.9 cryptr-gateway");
+    const VIA_10: HeaderValue = HeaderValue::from_static("1.0 cryptr-gateway");
+    const VIA_11: HeaderValue = HeaderValue::from_static("1.1 cryptr-gateway");
+    const VIA_2: HeaderValue = HeaderValue::from_static("2 cryptr-gateway");
+    const VIA_3: HeaderValue = HeaderValue::from_static("3 cryptr-gateway");
     let entry = match version {
-        Version::HTTP_09 => "0.9 cryptr-gateway",
-        Version::HTTP_10 => "1.0 cryptr-gateway",
-        Version::HTTP_2 => "2 cryptr-gateway",
-        Version::HTTP_3 => "3 cryptr-gateway",
-        _ => "1.1 cryptr-gateway",
+        Version::HTTP_09 => VIA_09,
+        Version::HTTP_10 => VIA_10,
+        Version::HTTP_2 => VIA_2,
+        Version::HTTP_3 => VIA_3,
+        _ => VIA_11,
     };
     match headers.entry(VIA) {
         // The usual case, on both legs: the first proxy, and upstreams that add none.
         http::header::Entry::Vacant(e) => {
-            e.insert(HeaderValue::from_static(entry));
+            e.insert(entry);
         }
-        http::header::Entry::Occupied(_) => append(headers, VIA, entry),
+        // Our constants are visible ASCII: `to_str` cannot fail on them.
+        http::header::Entry::Occupied(_) => {
+            append(headers, VIA, entry.to_str().unwrap_or_default())
+        }
     }
 }
 
