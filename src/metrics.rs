@@ -51,12 +51,37 @@ impl EncodeLabelValue for MethodClass {
 }
 
 /// A route's name as a label value: shared, so counting a request allocates nothing.
-#[derive(Clone, Debug, Hash, PartialEq, Eq)]
-pub struct RouteLabel(Arc<str>);
+///
+/// It also keeps the route's series of the duration histogram once looked up, with the
+/// [`Metrics::id`] it came from (tests run several servers in one process). The
+/// family's lookup hashes the label with SipHash (prometheus-client gives no other hasher)
+/// and compares it, about 400 instructions a request. Equality and hashing are the name's.
+#[derive(Clone, Debug)]
+pub struct RouteLabel {
+    name: Arc<str>,
+    duration: std::sync::OnceLock<(u64, Histogram)>,
+}
+
+impl PartialEq for RouteLabel {
+    fn eq(&self, other: &RouteLabel) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for RouteLabel {}
+
+impl std::hash::Hash for RouteLabel {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
 
 impl RouteLabel {
     pub fn new(name: &str) -> RouteLabel {
-        RouteLabel(Arc::from(name))
+        RouteLabel {
+            name: Arc::from(name),
+            duration: std::sync::OnceLock::new(),
+        }
     }
 
     /// The label of requests that matched no route: `-`.
@@ -68,7 +93,7 @@ impl RouteLabel {
 
 impl EncodeLabelValue for RouteLabel {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-        encoder.write_str(&self.0)
+        encoder.write_str(&self.name)
     }
 }
 
@@ -113,6 +138,8 @@ pub struct Metrics {
     reloads: Family<ResultLabels, Counter>,
     /// Unix seconds of the last successful (re)load, for alerting on a stale config.
     last_reload: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Unique in the process: whose series a [`RouteLabel`] keeps.
+    id: u64,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -221,6 +248,10 @@ impl Metrics {
             connections_refused,
             reloads,
             last_reload,
+            id: {
+                static NEXT: AtomicU64 = AtomicU64::new(0);
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            },
         }
     }
 
@@ -233,11 +264,22 @@ impl Metrics {
                 status: o.status,
             })
             .inc();
-        self.duration
-            .get_or_create(&RouteLabels {
+        let (from, histogram) = o.route.duration.get_or_init(|| {
+            let series = self.duration.get_or_create(&RouteLabels {
                 route: o.route.clone(),
-            })
-            .observe(o.duration.as_secs_f64());
+            });
+            (self.id, series.clone())
+        });
+        if *from == self.id {
+            histogram.observe(o.duration.as_secs_f64());
+        } else {
+            // Another server's route (tests): its own family, looked up.
+            self.duration
+                .get_or_create(&RouteLabels {
+                    route: o.route.clone(),
+                })
+                .observe(o.duration.as_secs_f64());
+        }
         if let Some(reason) = o.auth_failure {
             self.auth_failures
                 .get_or_create(&ReasonLabels { reason })
@@ -386,5 +428,65 @@ impl Collector for PlanCollector {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metrics() -> Metrics {
+        let yaml = "listen: 127.0.0.1:0\nroutes:\n  - name: api\n    match: { prefix: / }\n    upstream: builtin:echo\n    auth: none\n";
+        let plan =
+            crate::config::load_str(yaml, "gateway.yaml", std::path::Path::new("."), &|_| None)
+                .unwrap();
+        Metrics::new(Arc::new(ArcSwap::from_pointee(plan)))
+    }
+
+    fn observe(metrics: &Metrics, route: &RouteLabel, times: usize) {
+        for _ in 0..times {
+            metrics.record(&RequestOutcome {
+                route,
+                method: &Method::GET,
+                status: 200,
+                duration: Duration::from_millis(3),
+                auth_failure: None,
+                upstream_error: None,
+            });
+        }
+    }
+
+    fn duration_count(metrics: &Metrics) -> String {
+        let text = metrics.encode().unwrap();
+        text.lines()
+            .find(|l| l.starts_with("cryptr_gateway_request_duration_seconds_count{route=\"api\"}"))
+            .unwrap_or("none")
+            .to_string()
+    }
+
+    #[test]
+    fn a_route_keeps_its_duration_series_and_each_server_counts_only_its_own() {
+        let route = RouteLabel::new("api");
+        let (one, two) = (metrics(), metrics());
+        observe(&one, &route, 3);
+        // The route's kept series is `one`'s: `two` must not count into it.
+        observe(&two, &route, 2);
+        assert!(
+            duration_count(&one).ends_with(" 3"),
+            "{}",
+            duration_count(&one)
+        );
+        assert!(
+            duration_count(&two).ends_with(" 2"),
+            "{}",
+            duration_count(&two)
+        );
+        // A label made anew (a reload) finds the same series.
+        observe(&one, &RouteLabel::new("api"), 1);
+        assert!(
+            duration_count(&one).ends_with(" 4"),
+            "{}",
+            duration_count(&one)
+        );
     }
 }
