@@ -53,7 +53,7 @@ impl EncodeLabelValue for MethodClass {
 /// A route's name as a label value: shared, so counting a request allocates nothing.
 ///
 /// It also keeps the route's series of the duration histogram once looked up, with the
-/// [`Metrics::id`] it came from (tests run several servers in one process). The
+/// id of the `Metrics` it came from (tests run several servers in one process). The
 /// family's lookup hashes the label with SipHash (prometheus-client gives no other hasher)
 /// and compares it, about 400 instructions a request. Equality and hashing are the name's.
 #[derive(Clone, Debug)]
