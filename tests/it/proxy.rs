@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cryptr_gateway::body::{self, Body};
+use futures_util::StreamExt;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
@@ -456,4 +457,51 @@ async fn an_upstream_answering_connection_close_is_never_asked_again_on_that_con
         assert_eq!(raw_status(&answer), 200, "{answer}");
     }
     assert_eq!(up.connections(), 3);
+}
+
+#[tokio::test]
+async fn a_body_streamed_in_many_pieces_arrives_whole_both_at_once_and_with_pauses() {
+    // The upstream's pieces cross to the client's side over hyper's body channel, which
+    // holds one piece at a time: each piece taken must let the connection read the next,
+    // whether the pieces pour in or trickle. A lost wake-up would stall the answer until the
+    // route's timeout (1 s here) cut it short.
+    let up = Upstream::serve(|req: Request<hyper::body::Incoming>| async move {
+        let pause = if req.uri().path() == "/api/trickle" {
+            Duration::from_millis(3)
+        } else {
+            Duration::ZERO
+        };
+        let pieces = futures_util::stream::iter(0..200u32).then(move |i| async move {
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+            Ok::<_, cryptr_gateway::body::BoxError>(Frame::data(Bytes::from(vec![
+                b'a' + (i % 26)
+                    as u8;
+                1000 + i as usize
+            ])))
+        });
+        Response::new(StreamBody::new(pieces).boxed_unsync())
+    })
+    .await;
+    let expected: Vec<u8> = (0..200u32)
+        .flat_map(|i| std::iter::repeat_n(b'a' + (i % 26) as u8, 1000 + i as usize))
+        .collect();
+    let gw = Gateway::start(&route_to(&up, "    timeout: 1s\n")).await;
+    let c = support::client();
+    for path in ["/api/pour", "/api/trickle", "/api/pour", "/api/trickle"] {
+        let res = c.get(gw.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        let got = tokio::time::timeout(Duration::from_secs(10), res.bytes())
+            .await
+            .expect("the answer stalled")
+            .unwrap_or_else(|e| panic!("{path}: cut short: {e}"));
+        assert!(
+            got[..] == expected[..],
+            "{path}: {} bytes of {}",
+            got.len(),
+            expected.len()
+        );
+    }
+    assert_eq!(up.connections(), 1, "the connection was not reused");
 }
