@@ -129,8 +129,8 @@ def parse_wrk(out):
     }
 
 
-def wrk(url, conns, duration, headers=(), script=None, env=None):
-    cmd = ["wrk", f"-t{min(2, conns)}", f"-c{conns}", f"-d{duration}s", "--latency", "--timeout", "10s"]
+def wrk(url, conns, duration, headers=(), script=None, env=None, threads=2):
+    cmd = ["wrk", f"-t{min(threads, conns)}", f"-c{conns}", f"-d{duration}s", "--latency", "--timeout", "10s"]
     for h in headers:
         cmd += ["-H", h]
     if script:
@@ -399,6 +399,28 @@ routes:
     expected_fetches = gateways * int((time.time() - gateways_started) // 480)
     peak_rss = rss_kib(gw.pid, "VmHWM")
     conn_rss = rss_with_connections(gw_port, gw.pid, 1000, auth)
+    fetches = jwks_fetches(work) - fetches_before
+    fetches_total = jwks_fetches(work)
+    # Instructions a request, after the rounds (so the extra gateway's key fetch counts in
+    # none of the figures above): nginx as a plain proxy, HAProxy and the gateway.
+    instructions = {}
+    if not args.quick:
+        cg_nginx, cg_haproxy, cg_gw = free_port(), free_port(), free_port()
+        cg_nginx_conf = work / "nginx-callgrind.conf"
+        cg_nginx_conf.write_text(nginx_conf.read_text().replace(f"listen 127.0.0.1:{nginx_port};", f"listen 127.0.0.1:{cg_nginx};").replace(f"{work}/nginx.pid", f"{work}/nginx-callgrind.pid"))
+        cg_haproxy_cfg = work / "haproxy-callgrind.cfg"
+        cg_haproxy_cfg.write_text(haproxy_cfg.read_text().replace(f"bind 127.0.0.1:{haproxy_port}", f"bind 127.0.0.1:{cg_haproxy}"))
+        (work / "gw-callgrind.yaml").write_text(gateway_config(cg_gw, True))
+        url = lambda port, p=path: f"http://127.0.0.1:{port}{p}"  # noqa: E731
+        instructions["nginx proxy, no auth (reference)"] = instructions_a_request(
+            "nginx proxy, no auth", ["nginx", "-c", str(cg_nginx_conf), "-g", "daemon off; master_process off;"], cg_nginx, url(cg_nginx), (), work)
+        instructions["HAProxy jwt_verify, one token"] = instructions_a_request(
+            "HAProxy jwt_verify, one token", ["haproxy", "-db", "-f", str(cg_haproxy_cfg)], cg_haproxy, url(cg_haproxy), [auth], work)
+        gw_cmd = [binary, "--log-format", "json", "run", "-c", str(work / "gw-callgrind.yaml"), *one]
+        instructions["cryptr-gateway, one token reused"] = instructions_a_request(
+            "cryptr-gateway, one token reused", gw_cmd, cg_gw, url(cg_gw), [auth], work, env=env)
+        instructions["cryptr-gateway, public route"] = instructions_a_request(
+            "cryptr-gateway, public route", gw_cmd, cg_gw, url(cg_gw, "/public/courses"), (), work, env=env)
     return {
         "targets": T,
         "rounds": rounds,
@@ -406,12 +428,47 @@ routes:
         "peak_rss_kib": peak_rss,
         "rss_1000_conns_kib": conn_rss_fresh,
         "rss_1000_conns_after_kib": conn_rss,
-        "jwks_fetches": jwks_fetches(work) - fetches_before,
+        "jwks_fetches": fetches,
         "expected_fetches": expected_fetches,
         "gateways": gateways,
-        "jwks_fetches_total": jwks_fetches(work),
+        "jwks_fetches_total": fetches_total,
+        "instructions": instructions,
         "duration": args.duration,
     }
+
+
+def instructions_a_request(name, cmd, port, url, headers, work, env=None):
+    """Instructions a request of `cmd` serving `url`, counted by valgrind's callgrind: a figure
+    that, unlike time, does not depend on what else the cores run (but leaves out the kernel,
+    and valgrind's CPU lacks some instructions that the RSA code uses when it can). The
+    process is started under callgrind with counting off, warmed up, then counted over a run
+    of `wrk -t1 -c4`."""
+    out = work / f"callgrind.{port}.out"
+    p = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}", *cmd],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    )
+    try:
+        wait_port(port, timeout=120)
+        wrk(url, 4, 3, headers, threads=1)
+        run(["callgrind_control", "-i", "on", str(p.pid)])
+        res = wrk(url, 4, 5, headers, threads=1)
+        run(["callgrind_control", "-i", "off", str(p.pid)])
+    finally:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    total = 0
+    for line in out.read_text().splitlines():
+        # The dump's last totals line (one per part; a single part here).
+        if line.startswith(("totals:", "summary:")):
+            total = int(line.split()[1])
+    if res["non2xx"] or not res["requests"] or not total:
+        sys.exit(f"{name}: the callgrind run failed ({res['requests']} requests, {res['non2xx']} non-2xx)")
+    print(f"callgrind  {name:70} {total / res['requests']:>10.0f} instructions a request", flush=True)
+    return round(total / res["requests"])
 
 
 def jwks_fetches(work):
@@ -517,6 +574,23 @@ def write_results(res, args):
         lines.append(f"| {r['name']} | {r['rps']:.0f} | {r['ratio']:.2f}x | {r['spread']:.2f} | {same} | {r['cpu_us']:.1f} | {r['p50']:.3f} | {added} | {r['p99']:.3f} | {r['non2xx']} |")
         if r is rows[-1] or rows[rows.index(r) + 1]["group"] != group:
             lines.append("")
+    if res["instructions"]:
+        ref = res["instructions"]["nginx proxy, no auth (reference)"]
+        lines += [
+            "## Instructions a request (callgrind)",
+            "",
+            "User-space instructions a request, counted by valgrind's callgrind over a run of `wrk -t1 -c4` after "
+            "a warm-up, each server a process of its own with one worker: the one figure here that does not move "
+            "with what else the cores run. It leaves out the kernel (the same syscalls for every proxy here, about "
+            "2 reads and 2 writes a request), and valgrind's CPU lacks some instructions that RSA code uses when "
+            "it can, so HAProxy's figure, which checks the signature on every request, counts more than it runs.",
+            "",
+            "| target | instructions | ratio to nginx |",
+            "| --- | ---: | ---: |",
+        ]
+        for name, n in res["instructions"].items():
+            lines.append(f"| {name} | {n:,} | {n / ref:.2f}x |")
+        lines.append("")
     lines += [
         "## Memory and key fetches",
         "",

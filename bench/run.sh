@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 source bench/tools.sh
-install_missing_tools nginx haproxy wrk openssl
+install_missing_tools nginx haproxy wrk openssl valgrind
 # The tutorial's server and its dependencies (python-jose, as the tutorial uses), and PyJWT to
 # mint 10,000 tokens quickly.
 python3 -m pip install -q flask flask-cors gunicorn python-jose six pyjwt cryptography
