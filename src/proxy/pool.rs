@@ -478,6 +478,38 @@ mod tests {
         lock(&pool.idle).len()
     }
 
+    /// Counts the wakes that reach the task.
+    struct Counted(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Counted {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_gate_holds_back_wakes_only_while_held_and_says_so() {
+        let task = Arc::new(Counted(std::sync::atomic::AtomicUsize::new(0)));
+        let gate = Arc::new(Gate {
+            task: futures_util::task::AtomicWaker::new(),
+            held: AtomicBool::new(false),
+            missed: AtomicBool::new(false),
+        });
+        let waker = Waker::from(gate.clone());
+        let reached = || task.0.load(Ordering::SeqCst);
+        gate.task.register(&Waker::from(task.clone()));
+        // Held: noted, not passed on.
+        let ((), woke) = gate.quietly(|| waker.wake_by_ref());
+        assert!(woke);
+        assert_eq!(reached(), 0);
+        // Nothing came: nothing said.
+        let ((), woke) = gate.quietly(|| {});
+        assert!(!woke);
+        // Not held: passed on to the task.
+        waker.wake_by_ref();
+        assert_eq!(reached(), 1);
+    }
+
     #[tokio::test]
     async fn a_connection_read_to_the_end_is_reused() {
         let (pool, _closed) = pool_and_upstream(IDLE_TIMEOUT, MAX_IDLE).await;
