@@ -228,6 +228,28 @@ async fn limits_max_headers_bounds_the_number_of_header_lines_at_its_configured_
     assert_eq!(up.count(), 1);
 }
 
+/// Over hyper's default of 100 lines, the configured count holds both ways: hyper is told to
+/// allow more, and the gateway still answers its JSON 431 one line over.
+#[tokio::test]
+async fn limits_max_headers_over_100_lets_that_many_lines_through_and_no_more() {
+    let up = Upstream::recording().await;
+    let gw = Gateway::start(&with_limits(
+        "{ max_headers: 150 }",
+        &route("api", "/api", &up.url(), ""),
+    ))
+    .await;
+    let request = |extra: usize| {
+        let lines: String = (0..extra).map(|i| format!("X-H{i}: v\r\n")).collect();
+        format!("GET /api HTTP/1.1\r\nHost: t\r\n{lines}Connection: close\r\n\r\n")
+    };
+    let answer = raw_request(gw.addr, request(148).as_bytes()).await;
+    assert_eq!(raw_status(&answer), 200, "{answer}");
+    let answer = raw_request(gw.addr, request(149).as_bytes()).await;
+    assert_eq!(raw_status(&answer), 431, "{answer}");
+    assert_eq!(raw_json(&answer)["code"], "headers_too_large");
+    assert_eq!(up.count(), 1);
+}
+
 /// A route's own `max_body` is in failures.rs `body_over_max_body_is_413_before_anything_is_sent`
 /// and `chunked_body_growing_over_max_body_is_413`.
 #[tokio::test]

@@ -280,9 +280,11 @@ impl Upstream {
                         let handler = handler.clone();
                         async move { Ok::<_, Infallible>(handler(req).await) }
                     });
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let mut builder = auto::Builder::new(TokioExecutor::new());
+                    // Room for all the header lines a gateway allows and adds to them (hyper's
+                    // default is 100).
+                    builder.http1().max_headers(400);
+                    let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
                 });
             }
         });
