@@ -42,6 +42,9 @@ pub struct TokenKey<'t> {
     token: &'t str,
 }
 
+/// Kept by value: a hit clones it (one reference count, the identity's), with no allocation
+/// of its own to reach through.
+#[derive(Clone)]
 struct Verified {
     /// Holds the whole token, compared on every hit.
     identity: Arc<Identity>,
@@ -52,18 +55,18 @@ struct Verified {
 
 struct UntilExp;
 
-impl Expiry<u64, Arc<Verified>> for UntilExp {
-    fn expire_after_create(&self, _: &u64, e: &Arc<Verified>, now: Instant) -> Option<Duration> {
+impl Expiry<u64, Verified> for UntilExp {
+    fn expire_after_create(&self, _: &u64, e: &Verified, now: Instant) -> Option<Duration> {
         Some(e.expires.saturating_duration_since(now))
     }
 }
 
 /// Bounded caches of good and bad tokens, with hit counters.
 pub struct TokenCache {
-    /// Values are shared: a lookup clones what it finds.
+    /// A lookup clones what it finds: a `Verified` is an `Arc` and two numbers.
     // Keys are already keyed hashes of the token (`key`): moka's own hashing of them needs no
     // SipHash, its default.
-    valid: Cache<u64, Arc<Verified>, foldhash::fast::RandomState>,
+    valid: Cache<u64, Verified, foldhash::fast::RandomState>,
     invalid: Cache<u64, Arc<str>, foldhash::fast::RandomState>,
     /// Seeded at random for each cache, so nobody outside can aim two tokens at one slot.
     hasher: foldhash::quality::RandomState,
@@ -87,7 +90,7 @@ impl TokenCache {
         TokenCache {
             valid: Cache::builder()
                 .max_capacity(max_bytes)
-                .weigher(|_, e: &Arc<Verified>| {
+                .weigher(|_, e: &Verified| {
                     u32::try_from(entry_bytes(e.identity.token().len())).unwrap_or(u32::MAX)
                 })
                 .expire_after(UntilExp)
@@ -123,7 +126,7 @@ impl TokenCache {
         });
         if let Some(e) = found {
             self.hits.fetch_add(1, Ordering::Relaxed);
-            return Lookup::Verified(e.identity.clone());
+            return Lookup::Verified(e.identity);
         }
         if self
             .invalid
@@ -150,11 +153,11 @@ impl TokenCache {
         }
         self.valid.insert(
             key.hash,
-            Arc::new(Verified {
+            Verified {
                 identity,
                 generation,
                 expires: Instant::now() + life,
-            }),
+            },
         );
     }
 
