@@ -171,19 +171,7 @@ struct ConfigArg {
     config: PathBuf,
 }
 
-/// mimalloc rather than glibc's malloc: see Cargo.toml.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
-    // Where the kernel backs anonymous memory with huge pages by default (`always`), mimalloc's
-    // 2 MiB-aligned areas become 2 MiB of resident memory at their first touch: 20 MiB at idle
-    // and 64 MiB with 1,000 connections, against 14 and 44 with them off here (glibc's malloc:
-    // 10 and 44), for no speed the benchmark could tell. Off for this process, whatever the
-    // host's setting (what came before `main` may keep its huge pages); where the kernel
-    // refuses (before Linux 3.15, or under a seccomp filter), memory is only larger.
-    #[cfg(target_os = "linux")]
-    let _ = rustix::thread::disable_transparent_huge_pages(true);
     let cli = Cli::parse();
     logging::init(cli.log_format);
     match cli.command {
