@@ -24,7 +24,7 @@ use crate::route::{self, Auth, Route};
 use crate::upstream::Upstream;
 
 /// Set on a request by the server when the connection's bytes broke HTTP/1.1 framing rules
-/// (see [`crate::framing`]): the request is refused, whatever it asks.
+/// (see the private `framing` module): the request is refused, whatever it asks.
 #[derive(Debug, Clone, Copy)]
 pub struct FramingViolation(pub crate::framing::Violation);
 

@@ -1,5 +1,6 @@
-//! Forwarding to HTTP(S) upstreams: one connection pool per upstream ([`pool`]), bounded
-//! waits, and the mapping of what can go wrong on the way to a [`GatewayError`].
+//! Forwarding to HTTP(S) upstreams: one connection pool per upstream (the private `pool`
+//! module), bounded waits, and the mapping of what can go wrong on the way to a
+//! [`GatewayError`].
 
 mod pool;
 
