@@ -130,21 +130,16 @@ async fn oversized_or_too_many_headers_are_431() {
         &answer[..answer.len().min(200)]
     );
     assert_eq!(raw_json(&answer)["code"], "headers_too_large");
-    // Host and Connection, plus `extra` lines.
-    let lines = |extra: usize| {
-        let many: String = (0..extra).map(|i| format!("X-H{i}: v\r\n")).collect();
-        format!("GET /api HTTP/1.1\r\nHost: t\r\n{many}Connection: close\r\n\r\n")
-    };
     // The default `max_headers` (100) is also hyper's bound, so that hyper keeps its header
     // slots on the stack: one line over it gets hyper's own 431, which has no JSON body. The
     // gateway's JSON 431 for a count is in limits.rs
     // `limits_max_headers_bounds_the_number_of_header_lines_at_its_configured_value`.
-    let answer = raw_request(gw.addr, lines(99).as_bytes()).await;
+    let answer = raw_request(gw.addr, support::request_with_header_lines(99).as_bytes()).await;
     assert_eq!(raw_status(&answer), 431, "{answer}");
-    let answer = raw_request(gw.addr, lines(150).as_bytes()).await;
+    let answer = raw_request(gw.addr, support::request_with_header_lines(150).as_bytes()).await;
     assert_eq!(raw_status(&answer), 431, "{answer}");
     assert_eq!(up.count(), 0);
-    let answer = raw_request(gw.addr, lines(98).as_bytes()).await;
+    let answer = raw_request(gw.addr, support::request_with_header_lines(98).as_bytes()).await;
     assert_eq!(raw_status(&answer), 200, "{answer}");
     assert_eq!(up.count(), 1);
 }

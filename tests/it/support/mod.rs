@@ -366,6 +366,12 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// `GET /api` with `Host`, `Connection: close` and `extra` more header lines: `extra + 2` in all.
+pub fn request_with_header_lines(extra: usize) -> String {
+    let lines: String = (0..extra).map(|i| format!("X-H{i}: v\r\n")).collect();
+    format!("GET /api HTTP/1.1\r\nHost: t\r\n{lines}Connection: close\r\n\r\n")
+}
+
 /// Sends `request` as raw bytes and reads the whole answer (the request should close the
 /// connection). Bounded: gives up after 10 seconds.
 pub async fn raw_request(addr: SocketAddr, request: &[u8]) -> String {
