@@ -337,7 +337,8 @@ fn hyper_max_headers(ours: usize) -> usize {
     if ours <= HYPER_ON_STACK {
         (ours * 2).min(HYPER_ON_STACK)
     } else {
-        ours * 2
+        // At most 2,000: the config allows no more than 1,000.
+        ours.saturating_mul(2)
     }
 }
 
@@ -411,15 +412,15 @@ impl Conn {
         builder
             .http1()
             .header_read_timeout(None)
-            .max_buf_size((limits.max_header_size * 2).max(16 * 1024))
+            .max_buf_size(limits.max_header_size.saturating_mul(2).max(16 * 1024))
             .max_headers(hyper_max_headers(limits.max_headers));
         // hyper's own bounds sit above ours (pipeline::check_header_limits) so that requests
         // between the two get the gateway's JSON 431; only grossly oversized ones get hyper's
         // bare answer. (For the count of header lines, "above" stops at 100: see
         // `hyper_max_headers`.)
-        builder
-            .http2()
-            .max_header_list_size(u32::try_from(limits.max_header_size * 2).unwrap_or(u32::MAX));
+        builder.http2().max_header_list_size(
+            u32::try_from(limits.max_header_size.saturating_mul(2)).unwrap_or(u32::MAX),
+        );
         let service = {
             let activity = activity.clone();
             let shared = shared.clone();

@@ -24,6 +24,7 @@ use crate::upstream::{Builtin, Upstream};
 const DEFAULT_LISTEN: &str = "0.0.0.0:8081";
 const DEFAULT_MAX_HEADER_SIZE: u64 = 32 * 1024;
 const DEFAULT_MAX_HEADERS: usize = 100;
+const MAX_MAX_HEADERS: usize = 1000;
 const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -269,6 +270,16 @@ pub(super) fn compile(cx: &Context<'_>) -> Result<Plan, Vec<Problem>> {
     let max_headers = l.max_headers.unwrap_or(DEFAULT_MAX_HEADERS);
     if max_headers == 0 {
         problems.at("limits.max_headers", "must be at least 1");
+    }
+    // hyper allocates room for twice this many header lines for every request head (64 bytes
+    // a line, server::hyper_max_headers): 1,000 makes that 128 KB a request.
+    if max_headers > MAX_MAX_HEADERS {
+        problems.at(
+            "limits.max_headers",
+            format!(
+                "must be at most {MAX_MAX_HEADERS}: room for them is set aside for every request"
+            ),
+        );
     }
     let limits = Limits {
         max_header_size: usize::try_from(max_header_size).unwrap_or(usize::MAX),

@@ -92,6 +92,26 @@ fn route_rules_that_cannot_work_are_refused() {
     }
 }
 
+/// Header-line counts out of bounds: none at all, or more than hyper is asked to make room for
+/// on every request.
+#[test]
+fn max_headers_out_of_bounds_is_refused_where_it_is_written() {
+    for (value, needle) in [("0", "at least 1"), ("1001", "at most 1000")] {
+        let yaml = format!(
+            "listen: 127.0.0.1:0\nlimits:\n  max_headers: {value}\nroutes:\n  - name: r\n    match: {{ prefix: /a }}\n    upstream: builtin:echo\n    auth: none\n"
+        );
+        let errors = plan_with_env(&yaml, &[]).expect_err(value).0;
+        assert!(
+            errors.iter().any(|e| e.path == "limits.max_headers"
+                && e.message.contains(needle)
+                && e.line == Some(3)),
+            "{value}: {errors:?}"
+        );
+    }
+    let yaml = "listen: 127.0.0.1:0\nlimits:\n  max_headers: 1000\nroutes:\n  - name: r\n    match: { prefix: /a }\n    upstream: builtin:echo\n    auth: none\n";
+    assert!(plan_with_env(yaml, &[]).is_ok());
+}
+
 #[test]
 fn upstream_urls_are_checked() {
     let cases = [
