@@ -29,18 +29,28 @@ use crate::config::Plan;
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub struct MethodClass(&'static str);
 
+/// The label values of [`MethodClass`], in the order of [`MethodClass::index`].
+const METHOD_CLASSES: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "OTHER",
+];
+
 impl MethodClass {
     pub fn of(m: &Method) -> MethodClass {
-        MethodClass(match *m {
-            Method::GET => "GET",
-            Method::HEAD => "HEAD",
-            Method::POST => "POST",
-            Method::PUT => "PUT",
-            Method::PATCH => "PATCH",
-            Method::DELETE => "DELETE",
-            Method::OPTIONS => "OPTIONS",
-            _ => "OTHER",
-        })
+        MethodClass(METHOD_CLASSES[MethodClass::index(m)])
+    }
+
+    /// Where the method's label sits in [`METHOD_CLASSES`].
+    fn index(m: &Method) -> usize {
+        match *m {
+            Method::GET => 0,
+            Method::HEAD => 1,
+            Method::POST => 2,
+            Method::PUT => 3,
+            Method::PATCH => 4,
+            Method::DELETE => 5,
+            Method::OPTIONS => 6,
+            _ => 7,
+        }
     }
 }
 
@@ -52,14 +62,56 @@ impl EncodeLabelValue for MethodClass {
 
 /// A route's name as a label value: shared, so counting a request allocates nothing.
 ///
-/// It also keeps the route's series of the duration histogram once looked up, with the
-/// id of the `Metrics` it came from (tests run several servers in one process). The
-/// family's lookup hashes the label with SipHash (prometheus-client gives no other hasher)
-/// and compares it, about 400 instructions a request. Equality and hashing are the name's.
+/// It also keeps the route's series, once looked up, with the id of the `Metrics` they came
+/// from (tests run several servers in one process): the duration histogram's, and the
+/// requests counter's by method and status. A family's lookup hashes the labels with SipHash
+/// (prometheus-client gives no other hasher) and compares them under a lock, about 400
+/// instructions a request; a kept series is two atomic loads away. Equality and hashing are
+/// the name's.
 #[derive(Clone, Debug)]
 pub struct RouteLabel {
     name: Arc<str>,
     duration: std::sync::OnceLock<(u64, Histogram)>,
+    /// Shared by the label's clones (a family's keys among them), so it is made once.
+    requests: Arc<std::sync::OnceLock<RequestSeries>>,
+}
+
+/// How many statuses a route keeps counters for, per method; the rest are looked up in the
+/// family. A route answers a handful: 200, 304, 401, 403, 404, 502, ...
+const STATUS_SLOTS: usize = 8;
+
+/// The requests counter's series of one route, by method and then status, each slot filled
+/// once with the first status that needs it and never changed (so a reader needs no lock).
+/// Written by hand: prometheus-client has no per-label handle cache, and a map behind a lock
+/// is what this avoids.
+#[derive(Debug)]
+struct RequestSeries {
+    /// The `Metrics` the counters belong to.
+    metrics: u64,
+    slots: [[std::sync::OnceLock<(u16, Counter)>; STATUS_SLOTS]; METHOD_CLASSES.len()],
+}
+
+impl RequestSeries {
+    fn new(metrics: u64) -> RequestSeries {
+        RequestSeries {
+            metrics,
+            slots: std::array::from_fn(|_| std::array::from_fn(|_| std::sync::OnceLock::new())),
+        }
+    }
+
+    /// The counter of (`method`, `status`), made by `make` for a status seen first; `None`
+    /// when the method's slots are all taken by other statuses.
+    fn counter(&self, method: usize, status: u16, make: impl Fn() -> Counter) -> Option<&Counter> {
+        for slot in self.slots.get(method)? {
+            // Two threads may race for an empty slot with different statuses: one wins it,
+            // and the other goes on to the next.
+            let (held, counter) = slot.get_or_init(|| (status, make()));
+            if *held == status {
+                return Some(counter);
+            }
+        }
+        None
+    }
 }
 
 impl PartialEq for RouteLabel {
@@ -81,6 +133,7 @@ impl RouteLabel {
         RouteLabel {
             name: Arc::from(name),
             duration: std::sync::OnceLock::new(),
+            requests: Arc::new(std::sync::OnceLock::new()),
         }
     }
 
@@ -257,13 +310,28 @@ impl Metrics {
 
     /// The finish phase's report of one request.
     pub fn record(&self, o: &RequestOutcome<'_>) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                route: o.route.clone(),
-                method: MethodClass::of(o.method),
-                status: o.status,
+        let labels = || RequestLabels {
+            route: o.route.clone(),
+            method: MethodClass::of(o.method),
+            status: o.status,
+        };
+        let series = o.route.requests.get_or_init(|| RequestSeries::new(self.id));
+        let kept = (series.metrics == self.id)
+            .then(|| {
+                series.counter(MethodClass::index(o.method), o.status, || {
+                    self.requests.get_or_create(&labels()).clone()
+                })
             })
-            .inc();
+            .flatten();
+        match kept {
+            Some(counter) => {
+                counter.inc();
+            }
+            // Another server's route (tests), or a status past the route's slots.
+            None => {
+                self.requests.get_or_create(&labels()).inc();
+            }
+        }
         let (from, histogram) = o.route.duration.get_or_init(|| {
             let series = self.duration.get_or_create(&RouteLabels {
                 route: o.route.clone(),
@@ -488,5 +556,63 @@ mod tests {
             "{}",
             duration_count(&one)
         );
+    }
+
+    /// The requests counter's line for (route `api`, `method`, `status`), as scraped.
+    fn requests_count(metrics: &Metrics, method: &str, status: u16) -> u64 {
+        let text = metrics.encode().unwrap();
+        let want =
+            format!("cryptr_gateway_requests_total{{route=\"api\",method=\"{method}\",status=\"{status}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&want))
+            .map_or(0, |n| n.parse().unwrap())
+    }
+
+    #[test]
+    fn requests_are_counted_exactly_by_method_and_status_past_the_kept_series() {
+        let route = RouteLabel::new("api");
+        let (one, two) = (metrics(), metrics());
+        // More statuses than a method keeps series for, in two methods, on two servers.
+        let statuses: Vec<u16> = (0..STATUS_SLOTS as u16 + 4).map(|i| 200 + i).collect();
+        for (i, &status) in statuses.iter().enumerate() {
+            for (metrics, method) in [
+                (&one, Method::GET),
+                (&one, Method::POST),
+                (&two, Method::GET),
+            ] {
+                for _ in 0..=i {
+                    metrics.record(&RequestOutcome {
+                        route: &route,
+                        method: &method,
+                        status,
+                        duration: Duration::from_millis(1),
+                        auth_failure: None,
+                        upstream_error: None,
+                    });
+                }
+            }
+        }
+        for (i, &status) in statuses.iter().enumerate() {
+            let times = i as u64 + 1;
+            assert_eq!(requests_count(&one, "GET", status), times, "GET {status}");
+            assert_eq!(requests_count(&one, "POST", status), times, "POST {status}");
+            assert_eq!(
+                requests_count(&two, "GET", status),
+                times,
+                "two: GET {status}"
+            );
+            assert_eq!(requests_count(&one, "PUT", status), 0);
+        }
+        // A label made anew (a reload) counts into the same series.
+        let again = RouteLabel::new("api");
+        one.record(&RequestOutcome {
+            route: &again,
+            method: &Method::GET,
+            status: 200,
+            duration: Duration::from_millis(1),
+            auth_failure: None,
+            upstream_error: None,
+        });
+        assert_eq!(requests_count(&one, "GET", 200), 2);
     }
 }
