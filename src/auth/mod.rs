@@ -208,10 +208,9 @@ pub struct AuthPlan {
     pub cache: Arc<KeyCache>,
     /// Every issuer of the plan, for the key refreshers.
     pub issuers: Vec<Arc<Issuer>>,
-    /// Every header any claim mapping names, lower-case with `_` as `-`: removed from every
-    /// client request, on every route. A handful at most: a scan beats hashing each header
-    /// name of each request.
-    pub identity_headers: Vec<String>,
+    /// Every header any claim mapping names: removed from every client request, on every
+    /// route.
+    pub identity_headers: IdentityHeaders,
     /// Verified (and forged) tokens remembered; `None` with `token_cache: false`.
     pub token_cache: Option<cache::TokenCache>,
 }
@@ -237,11 +236,39 @@ impl AuthPlan {
 
     /// True when a client-sent header with this name must be dropped.
     pub fn is_identity_header(&self, name: &HeaderName) -> bool {
-        if self.identity_headers.is_empty() {
+        self.identity_headers.contains(name)
+    }
+}
+
+/// The header names claim mappings target, lower-case with `_` as `-`. A handful at most: a
+/// scan beats hashing each header name of each request, and most names are passed over on
+/// their length alone (`X-User_Id` has the length of `x-user-id`).
+#[derive(Debug, Default)]
+pub struct IdentityHeaders {
+    names: Vec<String>,
+    /// Bit `n` set: some name is `n` bytes long (bit 63: 63 bytes or more).
+    lengths: u64,
+}
+
+impl IdentityHeaders {
+    pub fn new(names: Vec<String>) -> IdentityHeaders {
+        let lengths = names
+            .iter()
+            .fold(0, |bits, n| bits | IdentityHeaders::bit(n.len()));
+        IdentityHeaders { names, lengths }
+    }
+
+    fn bit(len: usize) -> u64 {
+        1 << len.min(63)
+    }
+
+    /// True when `name`, with `_` read as `-`, is one of them.
+    pub fn contains(&self, name: &HeaderName) -> bool {
+        let name = name.as_str();
+        if self.lengths & IdentityHeaders::bit(name.len()) == 0 {
             return false;
         }
-        let name = name.as_str();
-        let is = |n: &str| self.identity_headers.iter().any(|h| h == n);
+        let is = |n: &str| self.names.iter().any(|h| h == n);
         if name.contains('_') {
             is(&name.replace('_', "-"))
         } else {
@@ -311,5 +338,39 @@ impl AuthFailure {
 
     pub fn invalid_claims(description: impl Into<Cow<'static, str>>) -> AuthFailure {
         AuthFailure::new(AuthCode::InvalidClaims, description)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IdentityHeaders;
+    use http::HeaderName;
+
+    #[test]
+    fn identity_headers_match_whatever_the_spelling_and_only_those() {
+        let long = format!("x-{}", "a".repeat(70));
+        let headers = IdentityHeaders::new(vec!["x-user-id".into(), long.clone()]);
+        let has = |n: &str| headers.contains(&HeaderName::from_bytes(n.as_bytes()).unwrap());
+        for name in [
+            "X-User-Id",
+            "x_user_id",
+            "X-USER_ID",
+            &long,
+            &long.replace('-', "_"),
+        ] {
+            assert!(has(name), "{name}");
+        }
+        // Same length as one of them, or as long as the long one, or standard headers.
+        let other_long = format!("x-{}", "b".repeat(70));
+        for name in [
+            "x-user-ix",
+            "x-user-i",
+            &other_long,
+            "host",
+            "authorization",
+        ] {
+            assert!(!has(name), "{name}");
+        }
+        assert!(!IdentityHeaders::default().contains(&http::header::HOST));
     }
 }

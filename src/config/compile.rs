@@ -15,7 +15,7 @@ use super::locate::Locations;
 use super::raw::{RawConfig, RawCors, RawRoute};
 use super::{Limits, Plan};
 use crate::auth::cache::TokenCache;
-use crate::auth::{AuthPlan, Clock, KeyCache};
+use crate::auth::{AuthPlan, Clock, IdentityHeaders, KeyCache};
 use crate::proxy::{ClientSettings, HttpUpstream};
 use crate::route::{Auth, PathMatch, Route};
 use crate::tls::UpstreamTls;
@@ -451,7 +451,7 @@ pub(super) fn compile(cx: &Context<'_>) -> Result<Plan, Vec<Problem>> {
 }
 
 /// Every header name any claim mapping targets, as stripping compares them.
-fn identity_headers(issuers: &Issuers, routes: &[(usize, Route)]) -> Vec<String> {
+fn identity_headers(issuers: &Issuers, routes: &[(usize, Route)]) -> IdentityHeaders {
     let from_issuers = issuers.values().flatten().flat_map(|i| {
         i.claims_to_headers
             .iter()
@@ -474,7 +474,7 @@ fn identity_headers(issuers: &Issuers, routes: &[(usize, Route)]) -> Vec<String>
         .collect();
     names.sort();
     names.dedup();
-    names
+    IdentityHeaders::new(names)
 }
 
 pub(super) fn positive(
