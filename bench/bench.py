@@ -545,7 +545,8 @@ def write_results(res, args):
         f"Made by `bash bench/run.sh --rounds {args.rounds} --duration {args.duration}` on {time.strftime('%Y-%m-%d')}.",
         f"Machine: {m['cores']} cores ({m['cpu']}), Linux {m['kernel']}; {m['nginx']}; {m['haproxy']}; {m['wrk']}. "
         "The load generator (wrk, 2 threads) runs on the same cores as the servers, and the machine is shared: "
-        "compare ratios, not raw numbers.",
+        "compare ratios, not raw numbers. cryptr-gateway is the release build with profile-guided optimisation "
+        "that `bench/pgo.sh` makes and docker/Dockerfile ships.",
         "",
         "Ratios are requests/s against nginx as a plain proxy (no auth) measured in the same round, as the median "
         f"of {args.rounds} interleaved rounds of {args.duration}s each (spread: max - min of the rounds). Latencies "

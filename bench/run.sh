@@ -12,5 +12,6 @@ install_missing_tools nginx haproxy wrk openssl valgrind
 # mint 10,000 tokens quickly.
 python3 -m pip install -q flask flask-cors gunicorn python-jose six pyjwt cryptography
 
-cargo build --release --locked --bin cryptr-gateway
-python3 bench/bench.py --binary target/release/cryptr-gateway "$@"
+# The binary the Docker image ships: a release build with profile-guided optimisation.
+binary=$(bash bench/pgo.sh)
+python3 bench/bench.py --binary "$binary" "$@"

@@ -1,5 +1,5 @@
-# Sourced by bench/run.sh and bench/soak.sh: installs, from Debian's packages, whichever of
-# the named tools is missing (nginx comes as nginx-light).
+# Sourced by bench/run.sh, bench/soak.sh and bench/pgo.sh: installs, from Debian's packages,
+# whichever of the named tools is missing (nginx comes as nginx-light).
 install_missing_tools() {
   local missing=() pkgs=() tool
   for tool in "$@"; do

@@ -15,6 +15,7 @@ mod failures;
 mod faults;
 mod k8s;
 mod limits;
+mod pgo;
 mod proxy;
 mod reload;
 mod routing;
