@@ -158,6 +158,40 @@ async fn upstream_answering_garbage_is_502_and_never_hangs() {
     assert_eq!(json(res).await["code"], "upstream_error");
 }
 
+/// An upstream whose answer has one header line of `size` bytes, and a short body.
+async fn upstream_with_a_header_of(size: usize) -> Upstream {
+    Upstream::raw(move |mut s| async move {
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nX-Big: {}\r\nContent-Length: 2\r\n\r\nok",
+            "a".repeat(size)
+        );
+        let _ = s.write_all(head.as_bytes()).await;
+        let _ = s.read(&mut buf).await;
+    })
+    .await
+}
+
+// The upstream's read buffer is bounded (64 KiB, what a connection streaming a large answer
+// holds): a response head far over it is a 502, never a hang (hyper's default buffer, 400 KiB,
+// took this one); one that fits passes whole.
+#[tokio::test]
+async fn upstream_head_over_the_read_buffer_is_502_and_one_under_it_passes() {
+    let up = upstream_with_a_header_of(200 * 1024).await;
+    let gw = Gateway::start(&route(&up.url(), "")).await;
+    let res = support::client().get(gw.url("/api")).send().await.unwrap();
+    assert_eq!(res.status(), 502);
+    assert_eq!(json(res).await["code"], "upstream_error");
+
+    let up = upstream_with_a_header_of(40 * 1024).await;
+    let gw = Gateway::start(&route(&up.url(), "")).await;
+    let res = support::client().get(gw.url("/api")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-big"].len(), 40 * 1024);
+    assert_eq!(res.text().await.unwrap(), "ok");
+}
+
 #[tokio::test]
 async fn upstream_closing_without_an_answer_is_502() {
     let up = Upstream::raw(|mut s| async move {
