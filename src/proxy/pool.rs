@@ -47,9 +47,10 @@ const MAX_IDLE: usize = 1024;
 
 /// How far a connection's read buffer grows (hyper's default is about 400 KiB). While a large
 /// answer streams, this is what its connection holds: 64 connections each streaming 1 MiB
-/// answers peaked at 20 MiB of RSS, against 62 MiB with hyper's default. Read in more pieces,
-/// such an answer costs more CPU (497 against 425 µs a 1 MiB answer, bench runs 14 and 12). A
-/// response head must fit too: hyper stops reading one that has filled the buffer (502).
+/// answers peaked at 20 MiB of RSS, against 62 to 87 MiB with hyper's default. Read in more
+/// pieces, such an answer costs 15 to 25% more CPU (an A/B of the two, 1 MiB answers; still
+/// over twice nginx's requests/s there). A response head must fit too: hyper stops reading one
+/// that has filled the buffer (502).
 const READ_BUFFER: usize = 64 * 1024;
 
 /// One upstream's connections at rest, and how to open more.
