@@ -39,6 +39,8 @@ pub enum GatewayError {
     UriTooLong,
     #[error("ambiguous or broken HTTP/1.1 framing: {0}")]
     BadFraming(&'static str),
+    #[error("missing, repeated or malformed Host: {0}")]
+    InvalidHost(&'static str),
     #[error("the route has its maximum of requests in flight")]
     RouteOverloaded,
     #[error("request body over the route's limit of {limit} bytes")]
@@ -64,7 +66,7 @@ impl GatewayError {
             GatewayError::InvalidPath(_) | GatewayError::ClientBody(_) => StatusCode::BAD_REQUEST,
             GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::UriTooLong => StatusCode::URI_TOO_LONG,
-            GatewayError::BadFraming(_) => StatusCode::BAD_REQUEST,
+            GatewayError::BadFraming(_) | GatewayError::InvalidHost(_) => StatusCode::BAD_REQUEST,
             GatewayError::RouteOverloaded => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UpstreamUnavailable(_) | GatewayError::UpstreamProtocol(_) => {
@@ -86,6 +88,7 @@ impl GatewayError {
             GatewayError::HeadersTooLarge => "headers_too_large",
             GatewayError::UriTooLong => "uri_too_long",
             GatewayError::BadFraming(_) => "bad_framing",
+            GatewayError::InvalidHost(_) => "invalid_host",
             GatewayError::RouteOverloaded => "route_overloaded",
             GatewayError::BodyTooLarge { .. } => "body_too_large",
             GatewayError::ClientBody(_) => "bad_request_body",
@@ -122,6 +125,7 @@ impl GatewayError {
             GatewayError::BadFraming(why) => format!(
                 "the request's HTTP/1.1 framing is ambiguous or broken ({why}); the connection is closed"
             ),
+            GatewayError::InvalidHost(why) => format!("{why}; the connection is closed"),
             GatewayError::RouteOverloaded => {
                 "this route is serving as many requests as it may; try again shortly".into()
             }
@@ -197,8 +201,9 @@ impl GatewayError {
             GatewayError::RouteOverloaded => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
-            GatewayError::BadFraming(_) => {
-                // Nothing more on this connection can be read reliably.
+            GatewayError::BadFraming(_) | GatewayError::InvalidHost(_) => {
+                // Nothing more on this connection can be read reliably (or, for a `Host`,
+                // trusted to come from an honest client).
                 headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
@@ -253,6 +258,7 @@ mod tests {
             (GatewayError::HeadersTooLarge, 431, "headers_too_large"),
             (GatewayError::UriTooLong, 414, "uri_too_long"),
             (GatewayError::BadFraming("x"), 400, "bad_framing"),
+            (GatewayError::InvalidHost("x"), 400, "invalid_host"),
             (GatewayError::RouteOverloaded, 503, "route_overloaded"),
             (
                 AuthFailure::new(AuthCode::HeaderMissing, "send a token").into(),

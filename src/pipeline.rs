@@ -122,6 +122,9 @@ async fn flow(
     if let Some(FramingViolation(why)) = req.extensions().get::<FramingViolation>() {
         return Err(GatewayError::BadFraming(why));
     }
+    if let Some(why) = route::host_problem(req.version(), req.headers()) {
+        return Err(GatewayError::InvalidHost(why));
+    }
     check_header_limits(&req, plan)?;
     let (mut parts, body) = req.into_parts();
     // A cheap clone (shared bytes) so the normalised path can borrow it while `parts` changes.

@@ -172,6 +172,62 @@ pub(crate) fn preflight_target<'a>(
         .or_else(|| routes.iter().find(|r| r.matches_target(host, path)))
 }
 
+/// What is wrong with the request's `Host`, if anything (RFC 9112 section 3.2): an HTTP/1.1
+/// request carries exactly one, and a `Host` is a host with an optional port. Routes match on
+/// it and a `preserve_host` upstream sees it, so a request that could be read as addressed to
+/// two hosts, or to none, is refused, as nginx, HAProxy and Envoy refuse it. HTTP/1.0 may omit
+/// it; HTTP/2 carries `:authority`, which hyper has already checked.
+pub(crate) fn host_problem(
+    version: http::Version,
+    headers: &http::HeaderMap,
+) -> Option<&'static str> {
+    let mut hosts = headers.get_all(http::header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) if version == http::Version::HTTP_11 => {
+            Some("an HTTP/1.1 request must carry a Host header")
+        }
+        (Some(_), Some(_)) => Some("the request carries more than one Host header"),
+        (Some(host), None) if !valid_host(host.as_bytes()) => {
+            Some("the Host header is not a host with an optional port")
+        }
+        _ => None,
+    }
+}
+
+/// `uri-host [ ":" port ]` of RFC 3986: a registered name (percent-encoding allowed), an IPv4
+/// address or a bracketed IP literal, then digits. Empty is valid too (RFC 9110 section 7.2).
+/// By hand: `http::uri::Authority` copies the value on every parse and accepts userinfo
+/// (`user@host`), which a `Host` must not carry.
+fn valid_host(host: &[u8]) -> bool {
+    let (name, port) = if let Some(literal) = host.strip_prefix(b"[") {
+        let Some(end) = literal.iter().position(|b| *b == b']') else {
+            return false;
+        };
+        let (inside, rest) = literal.split_at(end);
+        let ip_chars = |b: &u8| b.is_ascii_hexdigit() || b":.".contains(b);
+        let future_chars = |b: &u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:".contains(b);
+        let ip_literal = !inside.is_empty()
+            && (inside.iter().all(ip_chars)
+                || (inside[0].eq_ignore_ascii_case(&b'v') && inside.iter().all(future_chars)));
+        if !ip_literal {
+            return false;
+        }
+        // Past the `]`: nothing, or a port.
+        match &rest[1..] {
+            [] => return true,
+            [b':', port @ ..] => (&[][..], port),
+            _ => return false,
+        }
+    } else {
+        match host.iter().position(|b| *b == b':') {
+            Some(colon) => (&host[..colon], &host[colon + 1..]),
+            None => (host, &[][..]),
+        }
+    };
+    let name_char = |b: &u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(b);
+    name.iter().all(name_char) && port.iter().all(u8::is_ascii_digit)
+}
+
 /// The host a request is addressed to, without port: the URI's authority (HTTP/2, absolute
 /// form) or else the `Host` header.
 pub(crate) fn request_host<'a>(
@@ -226,6 +282,63 @@ mod tests {
         }
         let req = b.body(()).unwrap();
         request_host(req.uri(), req.headers()).map(str::to_string)
+    }
+
+    #[test]
+    fn a_host_is_a_name_or_address_with_an_optional_port() {
+        for good in [
+            "api.example.com",
+            "api.example.com:8081",
+            "API.Example.COM.",
+            "127.0.0.1:80",
+            "[::1]",
+            "[::1]:8081",
+            "[v1.fe80::a+en1]",
+            "xn--bcher-kva.example",
+            "host:",
+            "",
+        ] {
+            assert!(valid_host(good.as_bytes()), "{good:?} refused");
+        }
+        for bad in [
+            "a b",
+            "user@host",
+            "host:80:81",
+            "host:8o",
+            "host/path",
+            "[::1",
+            "[]",
+            "[::1]x",
+            "[::1]:80x",
+            "[zz::1]",
+            "host\t",
+        ] {
+            assert!(!valid_host(bad.as_bytes()), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn http11_needs_exactly_one_host_and_http10_may_have_none() {
+        let headers = |hosts: &[&str]| {
+            let mut h = http::HeaderMap::new();
+            for host in hosts {
+                h.append(
+                    http::header::HOST,
+                    http::HeaderValue::from_str(host).unwrap(),
+                );
+            }
+            h
+        };
+        use http::Version;
+        assert_eq!(host_problem(Version::HTTP_11, &headers(&["a"])), None);
+        assert_eq!(host_problem(Version::HTTP_10, &headers(&[])), None);
+        assert_eq!(host_problem(Version::HTTP_2, &headers(&[])), None);
+        assert!(host_problem(Version::HTTP_11, &headers(&[]))
+            .is_some_and(|why| why.contains("must carry")));
+        assert!(host_problem(Version::HTTP_10, &headers(&["a", "a"]))
+            .is_some_and(|why| why.contains("more than one")));
+        assert!(host_problem(Version::HTTP_11, &headers(&["a b"]))
+            .is_some_and(|why| why.contains("not a host")));
     }
 
     #[test]

@@ -732,3 +732,62 @@ async fn malformed_chunked_framing_after_a_valid_chunk_is_refused_and_nothing_is
     ];
     assert_all_refused(&cases, &[400]).await;
 }
+
+/// RFC 9112 section 3.2: a server MUST answer 400 to an HTTP/1.1 request with no `Host`, more
+/// than one, or an invalid one. Routes match on the host, so such a request could be routed
+/// for one host and served by the upstream for another.
+#[tokio::test]
+async fn requests_without_exactly_one_valid_host_are_refused_and_nothing_is_forwarded() {
+    let get = |head: &str| format!("GET /get HTTP/1.1\r\n{head}\r\n").into_bytes();
+    let cases = [
+        ("no Host", get("")),
+        ("two Hosts", get("Host: a\r\nHost: b\r\n")),
+        ("the same Host twice", get("Host: a\r\nHost: a\r\n")),
+        (
+            "HTTP/1.0 with two Hosts",
+            b"GET /get HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n".to_vec(),
+        ),
+        ("a space in the Host", get("Host: a b\r\n")),
+        ("userinfo in the Host", get("Host: user@a\r\n")),
+        ("a port that is not digits", get("Host: a:8o\r\n")),
+        ("two ports", get("Host: a:80:81\r\n")),
+        ("a path in the Host", get("Host: a/b\r\n")),
+        ("an unclosed IP literal", get("Host: [::1\r\n")),
+    ];
+    assert_all_refused(&cases, &[400]).await;
+
+    let (_up, gw) = gateway().await;
+    let answer = crate::support::raw_request(
+        gw.addr,
+        b"GET /get HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let body = crate::support::raw_json(&answer);
+    assert_eq!(body["code"], "invalid_host", "{answer}");
+    assert!(
+        body["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("more than one Host")),
+        "{answer}"
+    );
+}
+
+/// What RFC 9112 allows is served: HTTP/1.0 without a `Host`, a port, an IP literal, an empty
+/// `Host` (RFC 9110 section 7.2), and an absolute-form target, whose authority wins.
+#[tokio::test]
+async fn hosts_that_rfc_9112_allows_are_served() {
+    let (up, gw) = gateway().await;
+    let cases = [
+        "GET /a HTTP/1.0\r\n\r\n",
+        "GET /b HTTP/1.1\r\nHost: api.example.com:8081\r\nConnection: close\r\n\r\n",
+        "GET /c HTTP/1.1\r\nHost: [::1]:8081\r\nConnection: close\r\n\r\n",
+        "GET /d HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        "GET /e HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n",
+        "GET http://t/f HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    ];
+    for request in cases {
+        let answer = crate::support::raw_request(gw.addr, request.as_bytes()).await;
+        assert_eq!(raw_status(&answer), 200, "{request:?}:\n{answer}");
+    }
+    assert_eq!(targets(&up), ["/a", "/b", "/c", "/d", "/e", "/f"]);
+}
