@@ -147,6 +147,7 @@ def main():
     ap.add_argument("--binary", required=True)
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1, help="seconds of the same load before each measured run, not counted")
     ap.add_argument("--quick", action="store_true", help="skip the 1-connection, 1 MiB and Flask rows")
     args = ap.parse_args()
     binary = str((ROOT / args.binary).resolve())
@@ -383,6 +384,12 @@ routes:
             # The CPU the serving process spent on the run: what a request costs it, a
             # figure that, unlike requests/s, does not hang on what else the cores ran.
             server = servers.by_port[port].pid
+            # The same load first, not counted, so that every round measures the steady
+            # state: a target's rounds are minutes apart, longer than the token cache keeps
+            # an entry (5 minutes at most), and a round that began with 10,000 unverified
+            # tokens ran about 8% slower than the next one.
+            if args.warmup:
+                wrk(url, conns, args.warmup, headers, script, e)
             cpu_before = cpu_seconds(server)
             res = wrk(url, conns, args.duration, headers, script, e)
             res["cpu_us"] = (cpu_seconds(server) - cpu_before) * 1e6 / max(1, res["requests"])
@@ -549,11 +556,13 @@ def write_results(res, args):
         "that `bench/pgo.sh` makes and docker/Dockerfile ships.",
         "",
         "Ratios are requests/s against nginx as a plain proxy (no auth) measured in the same round, as the median "
-        f"of {args.rounds} interleaved rounds of {args.duration}s each (spread: max - min of the rounds). Latencies "
+        f"of {args.rounds} interleaved rounds of {args.duration}s each (spread: max - min of the rounds), each run "
+        f"after {args.warmup}s of the same load that is not counted, so that a round measures the steady state. Latencies "
         "are medians of the rounds' p50 and p99. Tokens are RS256 (RSA 2048 unless said), checked for signature by "
         "HAProxy and for signature and claims by cryptr-gateway. Non-2xx counts refusals, expected on the bad-signature rows. "
         "\"Same requests\" divides by nginx proxying the very same requests (the token header, and for the 10,000 tokens "
-        "wrk's Lua script, which costs wrk CPU on these shared cores), measured in the same round. "
+        "wrk's Lua script, which costs wrk some CPU on these shared cores even with its requests formatted in advance), "
+        "measured in the same round. "
         "CPU µs a request is the user and system CPU time the serving process (with its workers) spent during the "
         "run, divided by the requests it answered, median of the rounds: what a request costs that process, a figure "
         "that depends less than requests/s on what else these cores ran (for the upstream direct, the upstream's own; "

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark: cryptr-gateway beside nginx (plain proxy, the reference), HAProxy (jwt_verify)
 # and the tutorial's Flask server, all in front of one nginx upstream, on this machine.
-# Not part of the tests. Usage: bash bench/run.sh [--rounds N] [--duration SECONDS]
+# Not part of the tests. Usage: bash bench/run.sh [--rounds N] [--duration SECONDS] [--warmup SECONDS]
 # Writes bench/RESULTS.md and bench/ratios.svg.
 set -euo pipefail
 cd "$(dirname "$0")/.."
