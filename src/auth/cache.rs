@@ -6,8 +6,9 @@
 //! another caller's identity. (It replaced a SHA-256 of the token, which was the largest
 //! single cost of a cached request; with the bytes compared, the hash needs no collision
 //! resistance.) An entry lives no longer than the token's `exp` (and at most five minutes),
-//! and is ignored once its issuer's key set was fetched again (a rotation or a revocation must
-//! not be outlived). What a hit skips is only what does not depend on the route or the clock:
+//! and is ignored once its issuer's key set changed, a key added, withdrawn or altered (a
+//! rotation or a revocation must not be outlived); a refresh that brings the same keys keeps
+//! it. What a hit skips is only what does not depend on the route or the clock:
 //! the route's issuers, scopes and claim rules are checked on every request.
 
 use std::hash::BuildHasher;

@@ -80,7 +80,7 @@ pub struct IssuerKeys {
     /// Fetches that failed, for metrics.
     failures: AtomicU64,
     /// The generation of the latest fetched key set: tokens verified under an older set are
-    /// checked again.
+    /// checked again. A fetch that brings the same keys keeps it (`number`).
     generation: AtomicU64,
 }
 
@@ -94,6 +94,9 @@ struct FetchState {
     last_error: Option<String>,
     /// Keys in the latest fetched set.
     key_count: usize,
+    /// The latest fetched set (shared with the key cache), to tell whether the next fetch
+    /// brought anything new.
+    latest: Option<Arc<KeySet>>,
 }
 
 /// What an issuer's keys look like now: for readiness and metrics.
@@ -184,6 +187,22 @@ impl IssuerKeys {
     fn state(&self) -> std::sync::MutexGuard<'_, FetchState> {
         // A poisoned lock only means a panic elsewhere mid-update of plain data: keep going.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Numbers a fetched set before it is cached: a token verified under a set is trusted again
+    /// only while the issuer's latest set has that set's number. A set with the very keys of
+    /// the latest keeps its number (and is that set, shared): a refresh that brings nothing new
+    /// must not send every remembered token back to a signature check, all at once, every few
+    /// minutes. Any change, a key added, withdrawn or altered, numbers a new generation.
+    fn number(&self, mut keys: KeySet) -> Arc<KeySet> {
+        let mut state = self.state();
+        if let Some(latest) = state.latest.as_ref().filter(|l| l.same_keys(&keys)) {
+            return latest.clone();
+        }
+        keys.generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let keys = Arc::new(keys);
+        state.latest = Some(keys.clone());
+        keys
     }
 
     /// Backoff after `n` consecutive failures: 1s, 2s, 4s ... at most 60s.
@@ -435,12 +454,8 @@ impl KeyCache {
         }
         let s = &issuer.settings;
         let fresh_for = max_age.map_or(s.ttl, |age| age.clamp(s.min_ttl, s.max_ttl));
-        let mut keys = keys;
-        // Numbered before it is cached: a token verified under this set is trusted again only
-        // while the issuer's latest set is this one.
-        keys.generation = issuer.generation.fetch_add(1, Ordering::AcqRel) + 1;
         Ok(Cached {
-            keys: Arc::new(keys),
+            keys: issuer.number(keys),
             fetched_at: Instant::now(),
             fresh_for,
             max_stale: s.max_stale.max(fresh_for),

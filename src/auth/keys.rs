@@ -146,11 +146,20 @@ pub struct KeySet {
     keys: HashMap<String, Key>,
     /// Which fetch of its issuer this set came from (0: a `jwks_file:` set).
     pub generation: u64,
+    /// The keys taken, each as its JWK's JSON, in `kid` order: two sets with the same
+    /// contents verify the same tokens, whatever the order of the document or the keys it
+    /// left out.
+    contents: String,
 }
 
 impl KeySet {
     pub fn get(&self, kid: &str) -> Option<&Key> {
         self.keys.get(kid)
+    }
+
+    /// True when both hold the very same keys (same `kid`s, material and parameters).
+    pub fn same_keys(&self, other: &KeySet) -> bool {
+        self.contents == other.contents
     }
 
     pub fn len(&self) -> usize {
@@ -177,6 +186,7 @@ pub fn parse_jwks(body: &[u8]) -> Result<(KeySet, Vec<String>), String> {
         .map_err(|e| format!("not a JWKS document (expected {{\"keys\": [...]}}): {e}"))?;
     let mut set = KeySet::default();
     let mut skipped = Vec::new();
+    let mut contents = Vec::new();
     for (i, value) in doc.keys.into_iter().enumerate() {
         let label = value
             .get("kid")
@@ -188,13 +198,26 @@ pub fn parse_jwks(body: &[u8]) -> Result<(KeySet, Vec<String>), String> {
             ));
             continue;
         }
+        // serde_json's maps are sorted: the same key written in another member order reads
+        // the same.
+        let json = value.to_string();
         match key_from(value) {
             Ok((kid, key)) => {
+                contents.push((kid.clone(), json));
                 set.keys.insert(kid, key);
             }
             Err(reason) => skipped.push(format!("{label}: {reason}")),
         }
     }
+    // A `kid` given twice keeps its last key, as `keys` does.
+    contents.reverse();
+    contents.sort_by(|a, b| a.0.cmp(&b.0));
+    contents.dedup_by(|later, first| later.0 == first.0);
+    set.contents = contents
+        .into_iter()
+        .map(|(_, json)| json)
+        .collect::<Vec<_>>()
+        .join("\n");
     Ok((set, skipped))
 }
 
@@ -312,6 +335,46 @@ mod tests {
         assert!(key.accepts(RS256));
         assert!(!key.accepts(PS256), "the key's own alg binds");
         assert!(!key.accepts(HS256));
+    }
+
+    #[test]
+    fn sets_are_the_same_when_their_keys_are_whatever_the_document_order() {
+        // Two P-256 public keys, as JWKs with a given kid.
+        let p1 = |kid: &str| {
+            format!(
+                r#"{{"kty":"EC","kid":"{kid}","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}}"#
+            )
+        };
+        let p2 = |kid: &str| {
+            format!(
+                r#"{{"kty":"EC","kid":"{kid}","crv":"P-256","x":"gI0GAILBdu7T53akrFmMyGcsF3n5dO7MmwNBHKW5SV0","y":"SLW_xSffzlPWrHEVI30DHM_4egVwt3NQqeUD7nMFpps"}}"#
+            )
+        };
+        let set = |keys: &[String]| {
+            let (set, _) =
+                parse_jwks(format!(r#"{{"keys":[{}]}}"#, keys.join(",")).as_bytes()).unwrap();
+            assert_eq!(
+                set.len(),
+                keys.iter().filter(|k| !k.contains("oct")).count()
+            );
+            set
+        };
+        let ab = set(&[p1("a"), p1("b")]);
+        // Another key order, another member order, a key left out: the same.
+        let reordered = r#"{"y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","crv":"P-256","kid":"a","kty":"EC"}"#;
+        let left_out = r#"{"kty":"oct","kid":"h","k":"c2VjcmV0"}"#;
+        assert!(ab.same_keys(&set(&[p1("b"), left_out.into(), reordered.into()])));
+        // A key added, withdrawn or changed: not the same.
+        assert!(!ab.same_keys(&set(&[p1("a")])));
+        assert!(!ab.same_keys(&set(&[p1("a"), p1("b"), p1("c")])));
+        assert!(!ab.same_keys(&set(&[p1("a"), p2("b")])));
+        assert!(!ab.same_keys(&set(&[p1("a"), p1("c")])));
+        // A kid given twice: its last key is the one that verifies, and the one compared.
+        let twice = parse_jwks(format!(r#"{{"keys":[{},{}]}}"#, p2("a"), p1("a")).as_bytes())
+            .unwrap()
+            .0;
+        assert!(twice.same_keys(&set(&[p1("a")])));
+        assert!(!twice.same_keys(&set(&[p2("a")])));
     }
 
     #[test]

@@ -1032,6 +1032,42 @@ async fn a_remembered_token_is_checked_again_when_its_issuers_keys_change() {
     assert_refused(&a, "no_rsa_key");
 }
 
+/// The background refresh (due every 800 ms here) brings the same set: remembered tokens stay
+/// remembered. A set that changed, here by a key added as a rotation begins, sends them back to
+/// a signature check, once.
+#[tokio::test]
+async fn a_remembered_token_survives_refreshes_that_bring_the_same_keys() {
+    let (issuer, gw) = start(
+        "    jwks: { ttl: 1s, min_ttl: 100ms }",
+        "{ issuers: [cryptr] }",
+    )
+    .await;
+    let token = issuer.token(&issuer.claims("acme"));
+    let counts = || {
+        let stats = cache_stats(&gw);
+        (stats.hits, stats.misses)
+    };
+    // Refreshes are one at a time: when a second has begun, the first is done and cached.
+    async fn two_refreshes(issuer: &TestIssuer) {
+        let fetched = issuer.fetches();
+        poll_until(Duration::from_secs(10), "two refreshes", || {
+            issuer.fetches() >= fetched + 2
+        })
+        .await;
+    }
+    assert_eq!(get(&gw, "/api", Some(&token)).await.status, 200);
+    two_refreshes(&issuer).await;
+    assert_eq!(get(&gw, "/api", Some(&token)).await.status, 200);
+    assert_eq!(counts(), (1, 1), "a refresh of the same keys");
+
+    issuer.publish(&[SigningKey::rsa_a(), SigningKey::rsa_b()]);
+    two_refreshes(&issuer).await;
+    for _ in 0..2 {
+        assert_eq!(get(&gw, "/api", Some(&token)).await.status, 200);
+    }
+    assert_eq!(counts(), (2, 2), "a key added");
+}
+
 #[tokio::test]
 async fn a_remembered_token_expires_with_its_exp() {
     let (issuer, gw) = start("    leeway: 0s", "{ issuers: [cryptr] }").await;
