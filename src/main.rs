@@ -184,7 +184,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    // Dropped last, when `main` returns: the log's last lines are written then.
+    let _log = logging::init(cli.log_format);
     match cli.command {
         Command::Check(args) => check(&args.config),
         Command::Run(args) => run(&args.config.config, args.workers),

@@ -371,13 +371,13 @@ fn finish(
     }
     match error {
         Some(e) if e.is_server_fault() => tracing::warn!(
-            target: "access",
+            target: crate::logging::ACCESS_LOG,
             request_id, %method, path, route = route_name, status, duration_ms,
             upstream, upstream_ms, auth, sub, error = code, cause = %e,
             "request"
         ),
         _ => tracing::info!(
-            target: "access",
+            target: crate::logging::ACCESS_LOG,
             request_id, %method, path, route = route_name, status, duration_ms,
             upstream, upstream_ms, auth, sub, error = code,
             "request"

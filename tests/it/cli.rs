@@ -262,6 +262,42 @@ fn run_serves_then_exits_0_on_sigterm() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// The access log is written in batches by a thread of its own: every request still has its
+/// line, those of the last moment before SIGTERM included.
+#[test]
+fn every_request_has_its_access_line_when_the_gateway_stops() {
+    let cfg = TempConfig::new("access-lines", COURSES_CONFIG);
+    let (mut child, addr, lines) = start(bin().arg("run").arg("-c").arg(&cfg.path));
+    let url = format!("http://{addr}/api/v1/courses");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sent = 300;
+    rt.block_on(async {
+        let client = crate::support::client();
+        for _ in 0..sent {
+            let res = client.get(&url).send().await.unwrap();
+            assert_eq!(res.status(), 200);
+        }
+    });
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // Its stderr ends when it exits.
+    let access = lines
+        .map_while(Result::ok)
+        .filter(|line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .is_ok_and(|json| json["target"] == "access")
+        })
+        .count();
+    assert_eq!(child.0.wait().unwrap().code(), Some(0));
+    assert_eq!(access, sent);
+}
+
 mod reqwest {
     /// A tiny blocking GET over a fresh runtime (the test itself is synchronous).
     pub fn blocking_get(url: &str) -> u16 {

@@ -569,6 +569,11 @@ async fn sighup_reloads_the_binary() {
         assert_eq!(gw.exited(), None, "the gateway exited on SIGHUP");
         assert_eq!(status(&courses, None).await, 200);
     }
+    // Written by the log's own thread: a moment after the reload, at most.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gw.log().matches("SIGHUP received").count() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let logged = gw.log();
     assert_eq!(
         logged.matches("SIGHUP received").count(),
