@@ -243,11 +243,7 @@ fn run_serves_then_exits_0_on_sigterm() {
     assert_eq!(access["upstream"], "builtin:courses");
     assert_eq!(access["auth"], "-");
     assert_eq!(access["sub"], "-");
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    child.signal("-TERM");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(status) = child.0.try_wait().unwrap() {
@@ -281,11 +277,7 @@ fn every_request_has_its_access_line_when_the_gateway_stops() {
             assert_eq!(res.status(), 200);
         }
     });
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    child.signal("-TERM");
     // Its stderr ends when it exits.
     let access = lines
         .map_while(Result::ok)

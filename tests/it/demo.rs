@@ -113,11 +113,7 @@ async fn demo_serves_both_routes_with_the_token_it_prints() {
         .unwrap();
     assert_eq!(res.status(), 200);
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    child.signal("-TERM");
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(s) = child.0.try_wait().unwrap() {

@@ -529,11 +529,7 @@ impl Running {
     }
 
     fn signal(&self, name: &str) {
-        let sent = Command::new("kill")
-            .args([name, &self.pid])
-            .status()
-            .unwrap();
-        assert!(sent.success(), "kill {name} {}", self.pid);
+        support::signal(&self.pid, name);
     }
 
     /// How the process ended, if it did.

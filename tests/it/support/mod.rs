@@ -434,6 +434,22 @@ impl Drop for KillOnDrop {
     }
 }
 
+impl KillOnDrop {
+    /// Sends it signal `name` (`-TERM`, `-HUP`) with `kill`, as an operator would.
+    pub fn signal(&self, name: &str) {
+        signal(&self.0.id().to_string(), name);
+    }
+}
+
+/// Sends process `pid` signal `name` (`-TERM`, `-HUP`) with `kill`.
+pub fn signal(pid: &str, name: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([name, pid])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill {name} {pid}");
+}
+
 /// The value of the sample `name{labels}` in Prometheus text, where `labels` is the exact
 /// label text (`route="r",status="200"`), or `None` when absent; `labels` empty for none.
 pub fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
