@@ -30,6 +30,7 @@ AUDIENCE = "http://localhost:8080"
 SAME_ONE = "nginx proxy, no auth, the one-token requests"
 SAME_MANY = "nginx proxy, no auth, the 10,000-token requests"
 DEFAULT_WORKERS = "default workers"
+ACCESS_LOG = "access log on (RUST_LOG=info, to a file)"
 
 
 def free_port():
@@ -306,17 +307,20 @@ routes:
     # Every proxy here runs one worker: nginx `worker_processes 1`, HAProxy `nbthread 1`,
     # and the gateway `--workers 1`. On these 2 shared cores, wrk and the upstream need the
     # rest. The gateway with its default (one worker per CPU) is measured too, apart.
-    gw_port, gw_nocache_port, gw_default_port, gw_default_nocache_port = (free_port() for _ in range(4))
+    gw_port, gw_nocache_port, gw_default_port, gw_default_nocache_port, gw_log_port = (free_port() for _ in range(5))
     (work / "gw.yaml").write_text(gateway_config(gw_port, True))
     (work / "gw-nocache.yaml").write_text(gateway_config(gw_nocache_port, False))
     (work / "gw-default.yaml").write_text(gateway_config(gw_default_port, True))
     (work / "gw-default-nocache.yaml").write_text(gateway_config(gw_default_nocache_port, False))
+    (work / "gw-log.yaml").write_text(gateway_config(gw_log_port, True))
     env = dict(os.environ, RUST_LOG="warn")
     one = ["--workers", "1"]
     gw = servers.start("cryptr-gateway", [binary, "--log-format", "json", "run", "-c", str(work / "gw.yaml"), *one], gw_port, env=env, log=work / "gw.log")
     servers.start("cryptr-gateway (token_cache: off)", [binary, "--log-format", "json", "run", "-c", str(work / "gw-nocache.yaml"), *one], gw_nocache_port, env=env, log=work / "gw2.log")
     servers.start("cryptr-gateway (default workers)", [binary, "--log-format", "json", "run", "-c", str(work / "gw-default.yaml")], gw_default_port, env=env, log=work / "gw3.log")
     servers.start("cryptr-gateway (default workers, token_cache: off)", [binary, "--log-format", "json", "run", "-c", str(work / "gw-default-nocache.yaml")], gw_default_nocache_port, env=env, log=work / "gw4.log")
+    # As it starts without RUST_LOG: an access-log line a request, here to a file.
+    servers.start("cryptr-gateway (access log)", [binary, "--log-format", "json", "run", "-c", str(work / "gw-log.yaml"), *one], gw_log_port, env=dict(os.environ, RUST_LOG="info"), log=work / "gw5.log")
     gateways_started = time.time()
     time.sleep(1)  # the JWKS fetch at start
     idle_rss = rss_kib(gw.pid)
@@ -359,6 +363,7 @@ routes:
     target("64 connections", "cryptr-gateway, bad signature", gw_port, headers=[f"Authorization: Bearer {bad}"])
     target("64 connections", "cryptr-gateway, public route", gw_port, url_path="/public/courses")
     target("64 connections", f"cryptr-gateway, one token reused, {DEFAULT_WORKERS}", gw_default_port, headers=[auth])
+    target("64 connections", f"cryptr-gateway, one token reused, {ACCESS_LOG}", gw_log_port, headers=[auth])
     # Where the signature checks are the work, a second worker runs them on the other core.
     target("64 connections", f"cryptr-gateway, never-seen tokens (RSA 2048, cache off), {DEFAULT_WORKERS}", gw_default_nocache_port, script=lua, tokens=many)
     if not args.quick:
@@ -571,7 +576,8 @@ def write_results(res, args):
         "request, whatever headers it adds, costs the upstream a second read. "
         "Every proxy runs one worker (nginx `worker_processes 1`, HAProxy `nbthread 1`, cryptr-gateway `--workers 1`): "
         f"wrk and the upstream need the rest of these cores. Rows marked \"{DEFAULT_WORKERS}\" run the gateway as it starts "
-        f"without the flag, with one worker per CPU ({os.cpu_count()} here).",
+        f"without the flag, with one worker per CPU ({os.cpu_count()} here). The gateways run with `RUST_LOG=warn`, "
+        f"so without their access log, but for the row marked \"{ACCESS_LOG}\": the default level, a line a request.",
         "",
     ]
     group = None

@@ -63,7 +63,8 @@ nginx -c "$work/nginx.conf"
 # Starts a gateway on config $1 (listening on port 0) and sets `addr` to the address it
 # bound. (Not `$(start ...)`: the gateway would be a subshell's child, out of `pids`' reach.)
 start() {
-  RUST_LOG=warn,cryptr_gateway=info "$bin" --log-format json run -c "$1" --workers 1 >"$1.log" 2>&1 &
+  # The default level: the access log's line a request is part of what a request runs.
+  RUST_LOG=info "$bin" --log-format json run -c "$1" --workers 1 >"$1.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 100); do
     addr=$(sed -n 's/.*"addr":"\([0-9.:]*\)".*"cryptr-gateway listening".*/\1/p; s/.*"cryptr-gateway listening".*"addr":"\([0-9.:]*\)".*/\1/p' "$1.log" | head -1)
