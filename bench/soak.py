@@ -997,7 +997,7 @@ def report(s, cmdline):
           f"- *A removed key is refused once the gateway has fetched the new set.* {RETIRED_PROBE_AFTER} s after a "
           "removal (more than one refresh period), the checker sends, every second, a token that was accepted before and "
           "is signed by the removed key: it must be refused (401 `no_rsa_key`), even though the token cache once held it "
-          "(entries are dropped when the key set is fetched again).",
+          "(entries are dropped when the key set changes).",
           "- Each publish also changes the set the gateway has cached for the wrk tokens in use, so every rotation "
           "invalidates the token cache under load.",
           f"- Measured: for each publish, the first JWKS GET that got the published set (the JWKS server logs each GET's "
