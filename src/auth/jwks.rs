@@ -276,13 +276,14 @@ impl KeyCache {
         if let KeySource::Static(keys) = &issuer.source {
             return Ok(keys.clone());
         }
+        // The fetches are boxed: their futures (an HTTP client's) are large and rare, and
+        // inline they would grow every request's future, which is moved as a whole.
         match self.cache.get(&issuer.issuer).await {
             Some(c) if c.keys.get(kid).is_some() => Ok(c.keys),
-            Some(c) => Ok(self
-                .refetch_for_unknown_kid(issuer, kid)
+            Some(c) => Ok(Box::pin(self.refetch_for_unknown_kid(issuer, kid))
                 .await
                 .unwrap_or(c.keys)),
-            None => self.first_fetch(issuer).await,
+            None => Box::pin(self.first_fetch(issuer)).await,
         }
     }
 

@@ -158,7 +158,12 @@ impl Pool {
         loop {
             let (mut conn, reused) = match self.take() {
                 Some(conn) => (conn, true),
-                None => (self.connect().await.map_err(SendError::Connect)?, false),
+                // Boxed: a connect's future (TLS handshake included) is large and rare; kept
+                // inline it would grow every request's future, which is moved as a whole.
+                None => (
+                    Box::pin(self.connect()).await.map_err(SendError::Connect)?,
+                    false,
+                ),
             };
             // A pooled connection's EOF, if the upstream closed it while it rested, is read by
             // the exchange's first poll, before anything is written to it: hyper reads before
