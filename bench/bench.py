@@ -31,6 +31,9 @@ SAME_ONE = "nginx proxy, no auth, the one-token requests"
 SAME_MANY = "nginx proxy, no auth, the 10,000-token requests"
 DEFAULT_WORKERS = "default workers"
 ACCESS_LOG = "access log on (RUST_LOG=info, to a file)"
+# bench/floor: what the gateway's stack costs before the gateway does anything.
+FLOOR = "floor: hyper and Tokio, passing requests through"
+FLOOR_HEADERS = "floor, adding the gateway's headers"
 
 
 def free_port():
@@ -146,6 +149,7 @@ def main():
         faulthandler.dump_traceback_later(int(os.environ["BENCH_DEBUG"]), exit=True)
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", required=True)
+    ap.add_argument("--floor", help="bench/floor's proxy (hyper and Tokio, nothing else): its rows are left out without it")
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1, help="seconds of the same load before each measured run, not counted")
@@ -321,6 +325,14 @@ routes:
     servers.start("cryptr-gateway (default workers, token_cache: off)", [binary, "--log-format", "json", "run", "-c", str(work / "gw-default-nocache.yaml")], gw_default_nocache_port, env=env, log=work / "gw4.log")
     # As it starts without RUST_LOG: an access-log line a request, here to a file.
     servers.start("cryptr-gateway (access log)", [binary, "--log-format", "json", "run", "-c", str(work / "gw-log.yaml"), *one], gw_log_port, env=dict(os.environ, RUST_LOG="info"), log=work / "gw5.log")
+    # The floor: hyper and Tokio passing requests through, with no work of the gateway's, and
+    # the same adding the headers the gateway adds. What is left between the gateway's public
+    # route and the second is the gateway's own work.
+    floor_port = floor_headers_port = None
+    if args.floor:
+        floor_port, floor_headers_port = free_port(), free_port()
+        servers.start("floor", [args.floor, f"127.0.0.1:{floor_port}", f"127.0.0.1:{up_port}"], floor_port)
+        servers.start("floor, headers", [args.floor, "--headers", f"127.0.0.1:{floor_headers_port}", f"127.0.0.1:{up_port}"], floor_headers_port)
     gateways_started = time.time()
     time.sleep(1)  # the JWKS fetch at start
     idle_rss = rss_kib(gw.pid)
@@ -362,6 +374,9 @@ routes:
     target("64 connections", "cryptr-gateway, never-seen tokens (RSA 4096, cache off)", gw_nocache_port, script=lua, tokens=many4096)
     target("64 connections", "cryptr-gateway, bad signature", gw_port, headers=[f"Authorization: Bearer {bad}"])
     target("64 connections", "cryptr-gateway, public route", gw_port, url_path="/public/courses")
+    if args.floor:
+        target("64 connections", FLOOR, floor_port, url_path="/public/courses")
+        target("64 connections", FLOOR_HEADERS, floor_headers_port, url_path="/public/courses")
     target("64 connections", f"cryptr-gateway, one token reused, {DEFAULT_WORKERS}", gw_default_port, headers=[auth])
     target("64 connections", f"cryptr-gateway, one token reused, {ACCESS_LOG}", gw_log_port, headers=[auth])
     # Where the signature checks are the work, a second worker runs them on the other core.
@@ -433,6 +448,11 @@ routes:
             "cryptr-gateway, one token reused", gw_cmd, cg_gw, url(cg_gw), [auth], work, env=env)
         instructions["cryptr-gateway, public route"] = instructions_a_request(
             "cryptr-gateway, public route", gw_cmd, cg_gw, url(cg_gw, "/public/courses"), (), work, env=env)
+        if args.floor:
+            cg_floor = free_port()
+            for name, mode in ((FLOOR, []), (FLOOR_HEADERS, ["--headers"])):
+                instructions[name] = instructions_a_request(
+                    name, [args.floor, *mode, f"127.0.0.1:{cg_floor}", f"127.0.0.1:{up_port}"], cg_floor, url(cg_floor, "/public/courses"), (), work)
     return {
         "targets": T,
         "rounds": rounds,
@@ -580,6 +600,18 @@ def write_results(res, args):
         f"so without their access log, but for the row marked \"{ACCESS_LOG}\": the default level, a line a request.",
         "",
     ]
+    if args.floor:
+        lines += [
+            f"The \"floor\" rows are `bench/floor`: hyper and Tokio passing the public route's requests through with "
+            "nothing else (no route, header, timeout or pool; one upstream connection per client connection), "
+            "built with profile-guided optimisation as the gateway is (`bench/floor.sh`), with the gateway's "
+            "allocator and one worker; the second adds the headers the gateway adds (`X-Forwarded-For`, `-Proto`, "
+            "`-Host`, `Via`, `X-Request-Id` to the upstream, `Via` and `X-Request-Id` to the client), their values "
+            "made once per connection. Between nginx and the first is what the stack costs; between the two, what "
+            "those headers cost on the wire and in every process that reads them; between the second and the "
+            "gateway's public route, the gateway's own work.",
+            "",
+        ]
     group = None
     for r in rows:
         if r["group"] != group:

@@ -25,17 +25,7 @@ trap cleanup EXIT
 chmod 755 "$work"
 cd "$work"
 
-# A port nothing listens on (nginx needs its ports in its config).
-free_port() {
-  local port
-  while :; do
-    port=$((20000 + RANDOM % 40000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || {
-      echo "$port"
-      return
-    }
-  done
-}
+source "$here/tools.sh"
 
 # The upstream and the issuer's keys, both served by nginx.
 up=$(free_port)

@@ -18,11 +18,7 @@ cd "$(dirname "$0")/.."
 source bench/tools.sh
 install_missing_tools nginx wrk >&2
 
-host=$(rustc -vV | sed -n 's/^host: //p')
-profdata="$(rustc --print sysroot)/lib/rustlib/$host/bin/llvm-profdata"
-if [ ! -x "$profdata" ]; then
-  rustup component add llvm-tools >&2
-fi
+profdata=$(llvm_profdata)
 
 dir="$PWD/target/pgo"
 rm -rf "$dir/data" "$dir/merged.profdata"

@@ -14,4 +14,6 @@ python3 -m pip install -q flask flask-cors gunicorn python-jose six pyjwt crypto
 
 # The binary the Docker image ships: a release build with profile-guided optimisation.
 binary=$(bash bench/pgo.sh)
-python3 bench/bench.py --binary "$binary" "$@"
+# The floor rows: hyper and Tokio with none of the gateway's work, built the same way.
+floor=$(bash bench/floor.sh)
+python3 bench/bench.py --binary "$binary" --floor "$floor" "$@"

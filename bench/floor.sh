@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The benchmark's floor (bench/floor: hyper and Tokio passing requests through, nothing
+# else), built as bench/pgo.sh builds the gateway, so that the two are compared as equals: an
+# instrumented build proxies wrk's requests to nginx for a few seconds in each of its modes,
+# and the final build is laid out by those counts.
+# Usage: bash bench/floor.sh   (prints the binary's path)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source bench/tools.sh
+install_missing_tools nginx wrk curl >&2
+profdata=$(llvm_profdata)
+
+dir="$PWD/target/floor"
+manifest=bench/floor/Cargo.toml
+rm -rf "$dir/data" "$dir/merged.profdata"
+RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-generate=$dir/data" \
+  cargo build --release --locked --manifest-path "$manifest" --target-dir "$dir/instrumented" >&2
+rm -rf "$dir/data"
+
+work=$(mktemp -d)
+pid=
+cleanup() {
+  [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null || true
+  [ -f "$work/nginx.pid" ] && kill -QUIT "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+# nginx's workers run as an unprivileged user: they must be able to read the files.
+chmod 755 "$work"
+mkdir -p "$work/www/public"
+echo '[{"id":1,"title":"learn git","teacher":{"name":"Max"}}]' >"$work/www/public/courses"
+chmod -R a+rX "$work/www"
+up=$(free_port)
+cat >"$work/nginx.conf" <<CONF
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  default_type application/json;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:$up; root $work/www; }
+}
+CONF
+nginx -c "$work/nginx.conf"
+
+for mode in "" --headers; do
+  port=$(free_port)
+  # shellcheck disable=SC2086 # $mode is one word or none
+  "$dir/instrumented/release/floor-proxy" $mode "127.0.0.1:$port" "127.0.0.1:$up" &
+  pid=$!
+  for _ in $(seq 50); do
+    curl -sf -o /dev/null "http://127.0.0.1:$port/public/courses" && break
+    sleep 0.1
+  done
+  answered=$(wrk -t2 -c64 -d3s "http://127.0.0.1:$port/public/courses" | sed -n 's/^ *\([0-9]*\) requests in.*/\1/p')
+  if [ "${answered:-0}" -lt 1000 ]; then
+    echo "floor: the instrumented proxy ($mode) answered ${answered:-no} requests" >&2
+    exit 1
+  fi
+  # SIGTERM ends it normally: the counts are written at exit.
+  kill -TERM "$pid"
+  wait "$pid"
+  pid=
+done
+
+"$profdata" merge -o "$dir/merged.profdata" "$dir/data" >&2
+# From scratch: cargo does not see a new profile as a change.
+rm -rf "$dir/optimized"
+RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-use=$dir/merged.profdata -Cllvm-args=-pgo-warn-missing-function=false" \
+  cargo build --release --locked --manifest-path "$manifest" --target-dir "$dir/optimized" >&2
+echo "$dir/optimized/release/floor-proxy"
