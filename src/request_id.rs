@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{Entry, HeaderMap, HeaderName, HeaderValue};
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -16,11 +16,14 @@ const MAX_LEN: usize = 128;
 /// `-_.:+/=@`), a new one otherwise. Every copy is removed from `headers`; the pipeline sets
 /// the one it keeps on the upstream request.
 pub fn take_or_generate(headers: &mut HeaderMap) -> HeaderValue {
+    // One lookup, and none more for the common request, which sends none.
+    let Entry::Occupied(entry) = headers.entry(X_REQUEST_ID) else {
+        return generate();
+    };
+    let (_, mut copies) = entry.remove_entry_mult();
     // Two copies: neither is trusted over the other.
-    let copies = headers.get_all(X_REQUEST_ID).iter().count();
-    let mut sent = match headers.remove(X_REQUEST_ID) {
-        Some(v) if copies == 1 => v,
-        _ => return generate(),
+    let (Some(mut sent), None) = (copies.next(), copies.next()) else {
+        return generate();
     };
     if is_sane(sent.as_bytes()) {
         sent.set_sensitive(false);
