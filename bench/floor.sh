@@ -31,19 +31,7 @@ mkdir -p "$work/www/public"
 echo '[{"id":1,"title":"learn git","teacher":{"name":"Max"}}]' >"$work/www/public/courses"
 chmod -R a+rX "$work/www"
 up=$(free_port)
-cat >"$work/nginx.conf" <<CONF
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  default_type application/json;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:$up; root $work/www; }
-}
-CONF
-nginx -c "$work/nginx.conf"
+serve_static "$work" "$up"
 
 for mode in "" --headers; do
   port=$(free_port)

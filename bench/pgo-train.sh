@@ -36,19 +36,7 @@ echo "[$course]" >www/api/v1/courses
 echo "[$course]" >www/public/courses
 cp jwks.json www/t/train/.well-known
 chmod -R a+rX www
-cat >nginx.conf <<EOF
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  default_type application/json;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:$up; root $work/www; }
-}
-EOF
-nginx -c "$work/nginx.conf"
+serve_static "$work" "$up"
 
 # Starts a gateway on config $1 (listening on port 0) and sets `addr` to the address it
 # bound. (Not `$(start ...)`: the gateway would be a subshell's child, out of `pids`' reach.)

@@ -37,3 +37,23 @@ llvm_profdata() {
   fi
   echo "$profdata"
 }
+
+# Starts nginx, one worker, serving the files of DIR/www on 127.0.0.1:PORT as JSON, with its
+# config, pid and error log in DIR: the upstream of the profile-guided builds' workloads.
+# DIR must be readable by nginx's workers, which run as an unprivileged user.
+serve_static() {
+  local dir=$1 port=$2
+  cat >"$dir/nginx.conf" <<CONF
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/nginx-error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  default_type application/json;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:$port; root $dir/www; }
+}
+CONF
+  nginx -c "$dir/nginx.conf"
+}
