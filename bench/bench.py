@@ -31,6 +31,9 @@ SAME_ONE = "nginx proxy, no auth, the one-token requests"
 SAME_MANY = "nginx proxy, no auth, the 10,000-token requests"
 DEFAULT_WORKERS = "default workers"
 ACCESS_LOG = "access log on (RUST_LOG=info, to a file)"
+# Past this movement of the reference between rounds ((max - min) / median), a run is marked
+# as taken on a busy machine. Runs 17 and 18, on a loaded machine, moved by 23% and 20%.
+NOISY = 0.10
 # bench/floor: what the gateway's stack costs before the gateway does anything.
 FLOOR = "floor: hyper and Tokio, passing requests through"
 FLOOR_HEADERS = "floor, adding the gateway's headers"
@@ -600,6 +603,27 @@ def write_results(res, args):
         f"so without their access log, but for the row marked \"{ACCESS_LOG}\": the default level, a line a request.",
         "",
     ]
+    # How far the reference itself moved between rounds: on a quiet hour a few percent; a
+    # busy machine (other tenants of the cores) moves it far more, and every ratio with it.
+    moved = []
+    for group in dict.fromkeys(t[0] for t in res["targets"]):
+        ref_rps = [r["rps"] for r in rounds.get(f"nginx proxy, no auth (reference)|{group}", [])]
+        if len(ref_rps) > 1:
+            moved.append((group, (max(ref_rps) - min(ref_rps)) / statistics.median(ref_rps), min(ref_rps), max(ref_rps)))
+    if moved:
+        lines += [
+            "nginx's own rate moved between rounds by "
+            + "; ".join(f"{m * 100:.0f}% ({lo:.0f} to {hi:.0f} req/s) at {g}" for g, m, lo, hi in moved)
+            + ".",
+            "",
+        ]
+        if max(m for _, m, _, _ in moved) > NOISY:
+            lines += [
+                f"**A busy machine:** the reference moved by more than {NOISY * 100:.0f}% between rounds, which a quiet "
+                "hour does not do: something else ran on these cores. The ratios of this run say less than usual; "
+                "the instructions a request (callgrind, below) do not depend on it.",
+                "",
+            ]
     if args.floor:
         lines += [
             f"The \"floor\" rows are `bench/floor`: hyper and Tokio passing the public route's requests through with "
