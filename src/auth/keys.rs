@@ -83,12 +83,23 @@ impl Key {
     /// the caller has checked with [`Key::accepts`].
     pub fn verify(&self, alg: Algorithm, signing_input: &[u8], signature: &str) -> bool {
         if let Some((_, parsed)) = self.rsa.iter().find(|(a, _)| *a == alg) {
-            return URL_SAFE_NO_PAD
-                .decode(signature)
-                .is_ok_and(|sig| parsed.verify_sig(signing_input, &sig).is_ok());
+            let mut buf = [0u8; RSA_MAX_SIGNATURE];
+            return rsa_signature(signature, &mut buf)
+                .is_some_and(|sig| parsed.verify_sig(signing_input, sig).is_ok());
         }
         jsonwebtoken::crypto::verify(signature, signing_input, &self.decoding, alg).unwrap_or(false)
     }
+}
+
+/// The longest RSA signature that can verify: that of an 8192-bit key, the largest aws-lc's
+/// parameters accept (an RSA signature is the size of the key's modulus).
+const RSA_MAX_SIGNATURE: usize = 8192 / 8;
+
+/// An RSA signature decoded into `buf`, on the stack rather than in a fresh allocation;
+/// `None` when it is not base64url or longer than any RSA signature that can verify.
+fn rsa_signature<'b>(signature: &str, buf: &'b mut [u8; RSA_MAX_SIGNATURE]) -> Option<&'b [u8]> {
+    let n = URL_SAFE_NO_PAD.decode_slice(signature, buf).ok()?;
+    buf.get(..n)
 }
 
 /// aws-lc-rs's parameters for each RSA JWS algorithm (the ones jsonwebtoken's backend uses).
@@ -292,6 +303,26 @@ fn key_from(value: serde_json::Value) -> Result<(String, Key), String> {
 mod tests {
     use super::*;
     use Algorithm::*;
+
+    #[test]
+    fn rsa_signatures_decode_up_to_the_largest_key_and_no_further() {
+        let mut buf = [0u8; RSA_MAX_SIGNATURE];
+        // RSA 2048 and 8192: 256 and 1,024 bytes.
+        for len in [256, RSA_MAX_SIGNATURE] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let b64 = URL_SAFE_NO_PAD.encode(&bytes);
+            assert_eq!(
+                rsa_signature(&b64, &mut buf),
+                Some(&bytes[..]),
+                "{len} bytes"
+            );
+        }
+        let too_long = URL_SAFE_NO_PAD.encode(vec![1u8; RSA_MAX_SIGNATURE + 1]);
+        assert_eq!(rsa_signature(&too_long, &mut buf), None);
+        assert_eq!(rsa_signature("not base64!", &mut buf), None);
+        // Padded (base64, not base64url without padding) is refused, as before.
+        assert_eq!(rsa_signature("AAAA==", &mut buf), None);
+    }
 
     #[test]
     fn algorithm_table_pairs_each_algorithm_with_its_key_kind_only() {

@@ -167,7 +167,7 @@ impl Identity {
 /// Where the payload sits in a compact JWS (`header.payload.signature`); empty when there
 /// is no payload part.
 fn payload_range(token: &str) -> std::ops::Range<usize> {
-    let mut dots = token.match_indices('.').map(|(i, _)| i);
+    let mut dots = memchr::memchr_iter(b'.', token.as_bytes());
     match (dots.next(), dots.next()) {
         (Some(a), Some(b)) => a + 1..b,
         _ => 0..0,
