@@ -37,13 +37,15 @@ pub fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str>
     crate::route::request_host(uri, headers)
 }
 
-/// `auth::token::extract`: the token as found in the request, or `None`.
+/// `auth::token::extract` and `Found::text`: the token as found in the request and checked
+/// to be one token of text, or `None`.
 pub fn extract_token(
     headers: &HeaderMap,
     query: Option<&str>,
     sources: &TokenSources,
 ) -> Result<Option<String>, AuthFailure> {
-    crate::auth::token::extract(headers, query, sources).map(|t| t.map(|t| t.into_owned()))
+    crate::auth::token::extract(headers, query, sources)
+        .and_then(|t| t.map(|t| t.text().map(str::to_owned)).transpose())
 }
 
 /// `auth::token::parse`, reduced to what a fuzzer can check: the header's `alg`, `kid` and

@@ -66,7 +66,7 @@ pub async fn verify(
     check: &Check,
     notes: &mut Notes<'_>,
 ) -> Result<Option<Arc<Identity>>, GatewayError> {
-    let Some(raw) = token::extract(headers, query, &route.sources)? else {
+    let Some(found) = token::extract(headers, query, &route.sources)? else {
         if route.optional {
             notes.note("token", || {
                 "none, and the route's auth is optional: anonymous".into()
@@ -79,13 +79,15 @@ pub async fn verify(
         )
         .into());
     };
-    notes.note("token", || format!("{} bytes", raw.len()));
-    if raw.len() > route.max_token_size {
+    let len = found.bytes().len();
+    notes.note("token", || format!("{len} bytes"));
+    if len > route.max_token_size {
         return Err(AuthFailure::invalid_token("the token is larger than accepted").into());
     }
-    // A token seen before: its signature and issuer-level claims were checked then.
+    // A token seen before: its signature and issuer-level claims were checked then, and the
+    // token itself found to be text and one token (`Found::text`), so its bytes suffice.
     let cache = plan.token_cache.as_ref().filter(|_| check.keys.is_none());
-    let cache_key = cache.map(|c| c.key(&raw));
+    let cache_key = cache.map(|c| c.key(found.bytes()));
     if let (Some(cache), Some(key)) = (cache, &cache_key) {
         match cache.lookup(key, check.now) {
             Lookup::Verified(identity) => {
@@ -111,7 +113,8 @@ pub async fn verify(
             Lookup::Unknown => {}
         }
     }
-    let parsed = token::parse(&raw, route.max_token_size)?;
+    let raw = found.text()?;
+    let parsed = token::parse(raw, route.max_token_size)?;
     notes.note("header", || {
         format!(
             "alg {}, kid {}, iss {}",
@@ -185,7 +188,7 @@ pub async fn verify(
         )
     });
     let exp = number(&parsed.claims, "exp").ok().flatten().unwrap_or(0);
-    let identity = Arc::new(Identity::new(issuer.clone(), sub, exp, parsed.claims, &raw));
+    let identity = Arc::new(Identity::new(issuer.clone(), sub, exp, parsed.claims, raw));
     if let (Some(cache), Some(key)) = (cache, &cache_key) {
         cache.insert(key, identity.clone(), keys.generation, check.now);
     }
