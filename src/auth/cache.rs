@@ -5,10 +5,11 @@
 //! hit is only one whose stored token is the very same bytes: a hash collision, chance or
 //! crafted, is a miss, never another caller's identity. (It replaced a SHA-256 of the token,
 //! which was the largest single cost of a cached request; with the bytes compared, the hash
-//! needs no collision resistance.) An entry lives no longer than the token's `exp` (and at most five minutes),
-//! and is ignored once its issuer's key set changed, a key added, withdrawn or altered (a
-//! rotation or a revocation must not be outlived); a refresh that brings the same keys keeps
-//! it. What a hit skips is only what does not depend on the route or the clock:
+//! needs no collision resistance.) An entry lives no longer than the token's `exp` (and at
+//! most five minutes), nor than the key set that verified it is kept (`max_stale` past its
+//! fetch), and is ignored once its issuer's key set changed, a key added, withdrawn or
+//! altered (a rotation or a revocation must not be outlived); a refresh that brings the same
+//! keys keeps it. What a hit skips is only what does not depend on the route or the clock:
 //! the route's issuers, scopes and claim rules are checked on every request.
 
 use std::hash::BuildHasher;
@@ -154,15 +155,28 @@ impl TokenCache {
         Lookup::Unknown
     }
 
-    /// Remembers a verified token until its `exp` (seen at `now`), at most five minutes.
-    pub fn insert(&self, key: &TokenKey<'_>, identity: Arc<Identity>, generation: u64, now: u64) {
+    /// Remembers a verified token until its `exp` (seen at `now`), at most five minutes, and
+    /// no longer than the key set that verified it is kept (`keys_until`, `None`: for good):
+    /// past `max_stale` without a good fetch, remembered tokens stop passing with their keys.
+    pub fn insert(
+        &self,
+        key: &TokenKey<'_>,
+        identity: Arc<Identity>,
+        generation: u64,
+        keys_until: Option<Instant>,
+        now: u64,
+    ) {
         let left = identity
             .exp
             .saturating_add(identity.issuer.leeway)
             .saturating_sub(now);
-        let life = Duration::from_secs(left).min(MAX_ENTRY_LIFE);
+        let at = Instant::now();
+        let mut expires = at + Duration::from_secs(left).min(MAX_ENTRY_LIFE);
+        if let Some(until) = keys_until {
+            expires = expires.min(until);
+        }
         // The entry is found by the key's hash and matched by the identity's token.
-        if life.is_zero() || identity.token().as_bytes() != key.token {
+        if expires <= at || identity.token().as_bytes() != key.token {
             return;
         }
         self.valid.insert(
@@ -170,7 +184,7 @@ impl TokenCache {
             Verified {
                 identity,
                 generation,
-                expires: Instant::now() + life,
+                expires,
             },
         );
     }
@@ -252,7 +266,13 @@ mod tests {
         let cache = TokenCache::new(1 << 20);
         let alice = cache.key(b"token-of-alice");
         assert!(matches!(cache.lookup(&alice, 100), Lookup::Unknown));
-        cache.insert(&alice, identity("token-of-alice", "alice", 1000), 0, 100);
+        cache.insert(
+            &alice,
+            identity("token-of-alice", "alice", 1000),
+            0,
+            None,
+            100,
+        );
         assert_eq!(sub(cache.lookup(&alice, 100)).as_deref(), Some("alice"));
         // The claim headers were made once, with the identity.
         let Lookup::Verified(found) = cache.lookup(&alice, 100) else {
@@ -279,7 +299,13 @@ mod tests {
     fn a_hash_collision_is_a_miss_never_another_callers_identity() {
         let cache = TokenCache::new(1 << 20);
         let alice = cache.key(b"token-of-alice");
-        cache.insert(&alice, identity("token-of-alice", "alice", 1000), 0, 100);
+        cache.insert(
+            &alice,
+            identity("token-of-alice", "alice", 1000),
+            0,
+            None,
+            100,
+        );
         cache.insert_bad(&cache.key(b"forged"));
         // Another token that lands on Alice's slot (and one on the forged one's): the bytes
         // differ, so neither Alice's identity nor a refusal is handed out.
@@ -306,11 +332,37 @@ mod tests {
         let (alice, mallory) = (format!("alice.{tail}"), format!("mallory.{tail}"));
         let (a, m) = (cache.key(alice.as_bytes()), cache.key(mallory.as_bytes()));
         assert_eq!(a.hash, m.hash, "only the end is hashed");
-        cache.insert(&a, identity(&alice, "alice", 1000), 0, 100);
+        cache.insert(&a, identity(&alice, "alice", 1000), 0, None, 100);
         assert!(matches!(cache.lookup(&m, 100), Lookup::Unknown));
         assert_eq!(sub(cache.lookup(&a, 100)).as_deref(), Some("alice"));
         // Tokens shorter than the hashed end are hashed whole.
         assert_ne!(cache.key(b"x.y.a").hash, cache.key(b"x.y.b").hash);
+    }
+
+    #[test]
+    fn an_entry_lives_no_longer_than_the_keys_that_verified_it() {
+        let cache = TokenCache::new(1 << 20);
+        let (a, b) = (cache.key(b"token-of-alice"), cache.key(b"token-of-bob"));
+        let soon = Instant::now() + Duration::from_millis(200);
+        cache.insert(
+            &a,
+            identity("token-of-alice", "alice", 1000),
+            0,
+            Some(soon),
+            100,
+        );
+        // Keys already past their time: nothing is remembered.
+        cache.insert(
+            &b,
+            identity("token-of-bob", "bob", 1000),
+            0,
+            Some(Instant::now()),
+            100,
+        );
+        assert_eq!(sub(cache.lookup(&a, 100)).as_deref(), Some("alice"));
+        assert!(matches!(cache.lookup(&b, 100), Lookup::Unknown));
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(matches!(cache.lookup(&a, 100), Lookup::Unknown));
     }
 
     #[test]

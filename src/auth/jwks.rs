@@ -126,6 +126,25 @@ struct Cached {
     max_stale: Duration,
 }
 
+impl Cached {
+    fn held(&self) -> Held {
+        Held {
+            keys: self.keys.clone(),
+            until: self.fetched_at.checked_add(self.max_stale),
+        }
+    }
+}
+
+/// A key set, and until when the cache keeps it: what a token verified with it may be
+/// remembered for, at most.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub keys: Arc<KeySet>,
+    /// `max_stale` after the fetch that brought it (the cache drops it then, or a moment
+    /// after, unless a later fetch succeeds); `None` for a `jwks_file:` set, held for good.
+    pub until: Option<Instant>,
+}
+
 struct StaleBound;
 
 impl Expiry<Arc<str>, Cached> for StaleBound {
@@ -243,12 +262,6 @@ impl KeyCache {
         })
     }
 
-    /// True while the issuer has a key set within `max_stale`: what a remembered token needs
-    /// to keep passing.
-    pub fn has_keys(&self, issuer: &IssuerKeys) -> bool {
-        matches!(issuer.source, KeySource::Static(_)) || self.cache.contains_key(&issuer.issuer)
-    }
-
     /// The issuer's keys as they stand, without fetching.
     pub fn status(&self, issuer: &IssuerKeys) -> KeyStatus {
         let keys = match &issuer.source {
@@ -268,28 +281,27 @@ impl KeyCache {
 
     /// The keys to check a token with `kid` against. A set that lacks the kid may be
     /// refetched once (rate-limited); the caller then looks again and gives up.
-    pub async fn keys_for(
-        &self,
-        issuer: &IssuerKeys,
-        kid: &str,
-    ) -> Result<Arc<KeySet>, KeysUnavailable> {
+    pub async fn keys_for(&self, issuer: &IssuerKeys, kid: &str) -> Result<Held, KeysUnavailable> {
         if let KeySource::Static(keys) = &issuer.source {
-            return Ok(keys.clone());
+            return Ok(Held {
+                keys: keys.clone(),
+                until: None,
+            });
         }
         // The fetches are boxed: their futures (an HTTP client's) are large and rare, and
         // inline they would grow every request's future, which is moved as a whole.
         match self.cache.get(&issuer.issuer).await {
-            Some(c) if c.keys.get(kid).is_some() => Ok(c.keys),
+            Some(c) if c.keys.get(kid).is_some() => Ok(c.held()),
             Some(c) => Ok(Box::pin(self.refetch_for_unknown_kid(issuer, kid))
                 .await
-                .unwrap_or(c.keys)),
+                .unwrap_or_else(|| c.held())),
             None => Box::pin(self.first_fetch(issuer)).await,
         }
     }
 
     /// No set yet (start, or `max_stale` passed): fetch, sharing the fetch with every other
     /// request that waits, unless the last attempt failed too recently.
-    async fn first_fetch(&self, issuer: &IssuerKeys) -> Result<Arc<KeySet>, KeysUnavailable> {
+    async fn first_fetch(&self, issuer: &IssuerKeys) -> Result<Held, KeysUnavailable> {
         if let Some(retry_at) = issuer.state().retry_at {
             let now = Instant::now();
             if retry_at > now {
@@ -310,7 +322,7 @@ impl KeyCache {
             .await;
         match result {
             Ok(r) => match r.into_entry() {
-                Some(entry) => Ok(entry.into_value().keys),
+                Some(entry) => Ok(entry.into_value().held()),
                 None => Err(self.unavailable(issuer)),
             },
             Err(()) => Err(self.unavailable(issuer)),
@@ -328,7 +340,7 @@ impl KeyCache {
         }
     }
 
-    async fn refetch_for_unknown_kid(&self, issuer: &IssuerKeys, kid: &str) -> Option<Arc<KeySet>> {
+    async fn refetch_for_unknown_kid(&self, issuer: &IssuerKeys, kid: &str) -> Option<Held> {
         let result = self
             .cache
             .entry_by_ref(&issuer.issuer)
@@ -355,7 +367,7 @@ impl KeyCache {
                 self.fetch(issuer).await.map(Op::Put)
             })
             .await;
-        result.ok()?.into_entry().map(|e| e.into_value().keys)
+        result.ok()?.into_entry().map(|e| e.into_value().held())
     }
 
     /// Keeps one issuer's keys fresh until the task is dropped: fetches at once, then again

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use super::cache::Lookup;
 use super::claims::{claim, scopes};
+use super::jwks::Held;
 use super::keys::KeySet;
 use super::token::{self, Parsed};
 use super::{AuthCode, AuthFailure, AuthPlan, Identity, Issuer, RouteAuth, ScopeRule};
@@ -95,8 +96,9 @@ pub async fn verify(
                     .issuers
                     .iter()
                     .any(|i| Arc::ptr_eq(i, &identity.issuer));
-                // Past `max_stale` without keys, remembered tokens stop passing too.
-                if accepted && plan.cache.has_keys(&identity.issuer.keys) {
+                // Past `max_stale` without keys, remembered tokens stop passing too: an entry
+                // lives no longer than the key set that verified it (`TokenCache::insert`).
+                if accepted {
                     notes.note("cache", || {
                         "verified before with the issuer's current keys".into()
                     });
@@ -139,8 +141,11 @@ pub async fn verify(
         .filter(|k| !k.is_empty())
         .ok_or_else(|| AuthFailure::invalid_header("the token's header names no key (kid)"))?;
 
-    let keys = match &check.keys {
-        Some(keys) => keys.clone(),
+    let Held { keys, until } = match &check.keys {
+        Some(keys) => Held {
+            keys: keys.clone(),
+            until: None,
+        },
         None => plan.cache.keys_for(&issuer.keys, kid).await.map_err(|e| {
             GatewayError::JwksUnavailable {
                 retry_after: e.retry_after,
@@ -190,7 +195,7 @@ pub async fn verify(
     let exp = number(&parsed.claims, "exp").ok().flatten().unwrap_or(0);
     let identity = Arc::new(Identity::new(issuer.clone(), sub, exp, parsed.claims, raw));
     if let (Some(cache), Some(key)) = (cache, &cache_key) {
-        cache.insert(key, identity.clone(), keys.generation, check.now);
+        cache.insert(key, identity.clone(), keys.generation, until, check.now);
     }
     Ok(Some(identity))
 }
