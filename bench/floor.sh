@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/tools.sh
-install_missing_tools nginx wrk curl >&2
+install_missing_tools nginx wrk curl openssl >&2
 profdata=$(llvm_profdata)
 
 dir="$PWD/target/floor"
@@ -33,16 +33,27 @@ chmod -R a+rX "$work/www"
 up=$(free_port)
 serve_static "$work" "$up"
 
-for mode in "" --headers; do
+# The `--rsa` mode's key, and a token it signed (the floor reads only the signature).
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/key.pem" 2>/dev/null
+openssl pkey -in "$work/key.pem" -pubout -out "$work/key.pub.pem"
+b64url() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
+signed="$(printf '{"alg":"RS256"}' | b64url).$(printf '{"sub":"floor"}' | b64url)"
+token="$signed.$(printf '%s' "$signed" | openssl dgst -sha256 -sign "$work/key.pem" -binary | b64url)"
+
+for mode in plain headers rsa; do
+  case "$mode" in
+    plain) flags=() auth=() ;;
+    headers) flags=(--headers) auth=() ;;
+    rsa) flags=(--headers --rsa "$work/key.pub.pem") auth=(-H "Authorization: Bearer $token") ;;
+  esac
   port=$(free_port)
-  # shellcheck disable=SC2086 # $mode is one word or none
-  "$dir/instrumented/release/floor-proxy" $mode "127.0.0.1:$port" "127.0.0.1:$up" &
+  "$dir/instrumented/release/floor-proxy" "${flags[@]}" "127.0.0.1:$port" "127.0.0.1:$up" &
   pid=$!
   for _ in $(seq 50); do
-    curl -sf -o /dev/null "http://127.0.0.1:$port/public/courses" && break
+    curl -sf -o /dev/null "${auth[@]}" "http://127.0.0.1:$port/public/courses" && break
     sleep 0.1
   done
-  answered=$(wrk -t2 -c64 -d3s "http://127.0.0.1:$port/public/courses" | sed -n 's/^ *\([0-9]*\) requests in.*/\1/p')
+  answered=$(wrk -t2 -c64 -d3s "${auth[@]}" "http://127.0.0.1:$port/public/courses" | sed -n 's/^ *\([0-9]*\) requests in.*/\1/p')
   if [ "${answered:-0}" -lt 1000 ]; then
     echo "floor: the instrumented proxy ($mode) answered ${answered:-no} requests" >&2
     exit 1
