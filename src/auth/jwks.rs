@@ -137,7 +137,7 @@ impl Cached {
 
 /// A key set, and until when the cache keeps it: what a token verified with it may be
 /// remembered for, at most.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Held {
     pub keys: Arc<KeySet>,
     /// `max_stale` after the fetch that brought it (the cache drops it then, or a moment
