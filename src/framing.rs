@@ -21,9 +21,10 @@
 /// What the guard found wrong, for the 400's description and the log.
 pub type Violation = &'static str;
 
-/// The longest header name or value the guard keeps to judge (longer ones are neither
-/// `Content-Length` nor a sane `Transfer-Encoding`).
-const KEEP: usize = 64;
+/// The longest field line (without its CRLF) the guard judges: a longer one is neither a
+/// `Content-Length` nor a `Transfer-Encoding` it accepts. Of a line that spans reads, this much
+/// and its CR are kept.
+const LINE_KEPT: usize = 128;
 
 /// The longest chunk-size line (size and extensions). hyper allows 16KiB of extensions in
 /// all; no client sends more than a few bytes, and a short bound is found within the read
@@ -78,7 +79,7 @@ impl FramingGuard {
         FramingGuard {
             state: State::Head,
             prev: 0,
-            line: Vec::with_capacity(KEEP),
+            line: Vec::with_capacity(LINE_KEPT + 1),
             line_len: 0,
             head: Head::default(),
             violation: None,
@@ -118,29 +119,32 @@ impl FramingGuard {
                     };
                 }
                 State::Head | State::ChunkSize | State::Trailers => {
-                    // A line at a time: the bytes up to the next LF are only counted and the
-                    // line's start kept, so a long header (a 1 KiB token) costs a memchr.
-                    let end = memchr::memchr(b'\n', bytes);
-                    let (text, rest) = match end {
-                        Some(i) => (&bytes[..i], Some(&bytes[i + 1..])),
-                        None => (bytes, None),
+                    // A line at a time: the bytes up to the next LF are only counted, so a
+                    // long header (a 1 KiB token) costs a memchr.
+                    let Some(end) = memchr::memchr(b'\n', bytes) else {
+                        self.line_text(bytes);
+                        return;
                     };
-                    self.line_text(text);
-                    if self.state == State::Stopped {
+                    let (text, rest) = (&bytes[..end], &bytes[end + 1..]);
+                    // Whether the whole line came in this read, as it does in most requests.
+                    let whole = self.line_len == 0;
+                    if !self.count(text) {
                         return;
                     }
-                    match rest {
-                        Some(rest) => {
-                            if self.prev != b'\r' {
-                                self.fault("a bare LF ends a line (RFC 9112 requires CRLF)");
-                                return;
-                            }
-                            self.prev = b'\n';
-                            self.line_end();
-                            bytes = rest;
-                        }
-                        None => return,
+                    if self.prev != b'\r' {
+                        self.fault("a bare LF ends a line (RFC 9112 requires CRLF)");
+                        return;
                     }
+                    self.prev = b'\n';
+                    if whole {
+                        // Judged where it lies, without its CR: nothing copied.
+                        self.line_len = 0;
+                        self.judge(text.strip_suffix(b"\r").unwrap_or(text));
+                    } else {
+                        self.keep(text);
+                        self.line_end();
+                    }
+                    bytes = rest;
                 }
                 State::ChunkEndCr | State::ChunkEndLf => {
                     let b = bytes[0];
@@ -151,10 +155,18 @@ impl FramingGuard {
         }
     }
 
-    /// Bytes of the current line, without its LF (they may end with its CR).
+    /// Bytes of the current line that do not end it: counted, and the line's start kept.
     fn line_text(&mut self, text: &[u8]) {
+        if self.count(text) {
+            self.keep(text);
+        }
+    }
+
+    /// Counts bytes of the current line, without its LF (they may end with its CR); false
+    /// when the guard stopped on them.
+    fn count(&mut self, text: &[u8]) -> bool {
         let Some(&last) = text.last() else {
-            return;
+            return true;
         };
         self.prev = last;
         self.line_len += text.len();
@@ -163,14 +175,19 @@ impl FramingGuard {
             if self.head.bytes > 1 << 20 {
                 // Far past any head hyper accepts: it refuses it itself.
                 self.state = State::Stopped;
-                return;
+                return false;
             }
         }
         if self.state == State::ChunkSize && self.line_len > MAX_CHUNK_LINE + 1 {
             self.fault("a chunk-size line longer than 4KiB");
-            return;
+            return false;
         }
-        let room = (KEEP * 2 + 2).saturating_sub(self.line.len());
+        true
+    }
+
+    /// Keeps the start of a line that spans reads, enough to judge it.
+    fn keep(&mut self, text: &[u8]) {
+        let room = (LINE_KEPT + 1).saturating_sub(self.line.len());
         self.line.extend_from_slice(&text[..text.len().min(room)]);
     }
 
@@ -198,21 +215,30 @@ impl FramingGuard {
         }
     }
 
+    /// The end of a line that spanned reads: judged from what was kept of it.
     fn line_end(&mut self) {
         self.line_len = 0;
         let mut line = std::mem::take(&mut self.line);
-        // The CR of CRLF (kept by `line_text`), unless the line was cut short before it.
+        // The CR of CRLF (kept by `keep`), unless the line was cut short before it.
         if line.last() == Some(&b'\r') {
             line.pop();
         }
+        self.judge(&line);
+        self.line = line;
+        self.line.clear();
+    }
+
+    /// A complete line, without its CRLF.
+    fn judge(&mut self, line: &[u8]) {
+        // A line split across reads is judged on what `keep` kept of it: a whole one on as
+        // much, so that the verdict does not depend on where the reads fell.
+        let line = &line[..line.len().min(LINE_KEPT + 1)];
         match self.state {
-            State::Head => self.head_line(&line),
-            State::ChunkSize => self.chunk_size(&line),
+            State::Head => self.head_line(line),
+            State::ChunkSize => self.chunk_size(line),
             State::Trailers if line.is_empty() => self.state = self.next_message(),
             _ => {}
         }
-        self.line = line;
-        self.line.clear();
     }
 
     fn head_line(&mut self, line: &[u8]) {
@@ -245,33 +271,44 @@ impl FramingGuard {
     }
 
     fn header(&mut self, line: &[u8]) {
+        // Only `Content-Length` and `Transfer-Encoding` matter here: a line is passed over
+        // on its first letter (`| 0x20` lower-cases ASCII), without a search for its colon.
+        if !matches!(line.first().map(|b| b | 0x20), Some(b'c' | b't')) {
+            return;
+        }
         let Some(colon) = line.iter().position(|&c| c == b':') else {
             return; // not a field line: hyper refuses it
         };
         let name = &line[..colon];
         let value = trim_ows(&line[colon + 1..]);
+        // A line longer than what is kept of one split across reads is judged alike whole
+        // or split: as no sane `Content-Length` or `Transfer-Encoding`.
+        let sane = line.len() <= LINE_KEPT;
         if name.eq_ignore_ascii_case(b"transfer-encoding") {
             self.head.te_lines += 1;
-            self.head.te_chunked = value.eq_ignore_ascii_case(b"chunked");
+            self.head.te_chunked = sane && value.eq_ignore_ascii_case(b"chunked");
         } else if name.eq_ignore_ascii_case(b"content-length") {
+            if !sane {
+                return self.fault("a Content-Length line longer than 128 bytes");
+            }
             // Several equal lengths are one length; anything else hyper refuses itself.
             let n = std::str::from_utf8(value)
                 .ok()
                 .and_then(|v| v.parse::<u64>().ok());
-            if let Some(n) = n {
-                self.head.content_length = Some(n);
-            } else {
-                self.head.content_length = Some(0);
-            }
+            self.head.content_length = Some(n.unwrap_or(0));
         }
     }
 
     fn chunk_size(&mut self, line: &[u8]) {
-        let size = line
-            .split(|&c| c == b';')
-            .next()
-            .map(trim_ows)
-            .unwrap_or(b"");
+        let size = match memchr::memchr(b';', line) {
+            Some(semicolon) => &line[..semicolon],
+            // The size runs past what is kept of the line (extensions may, up to 4 KiB).
+            None if line.len() > LINE_KEPT => {
+                return self.fault("a chunk size longer than 128 bytes");
+            }
+            None => line,
+        };
+        let size = trim_ows(size);
         let parsed = std::str::from_utf8(size)
             .ok()
             .filter(|s| !s.is_empty() && s.bytes().all(|c| c.is_ascii_hexdigit()))
@@ -378,6 +415,82 @@ GET /next HTTP/1.1\r\nHost: a\r\n\r\n";
         let body = b"GET /smuggled HTTP/1.1\nTransfer-Encoding: x\n\n";
         let head = format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", body.len());
         assert_eq!(verdict(&[head.as_bytes(), body]), None);
+    }
+
+    #[test]
+    fn framing_lines_longer_than_the_guard_keeps_are_refused() {
+        let padded = |len: usize| format!("Content-Length: {}5", "0".repeat(len - 17));
+        let cl = format!("POST / HTTP/1.1\r\n{}\r\n\r\nhello", padded(LINE_KEPT + 1));
+        let found = verdict(&[cl.as_bytes()]).unwrap_or_else(|| panic!("{cl:?} passed"));
+        assert!(found.contains("Content-Length line longer"), "{found}");
+        let te = format!(
+            "POST / HTTP/1.1\r\nTransfer-Encoding:{}chunked\r\n\r\n0\r\n\r\n",
+            " ".repeat(LINE_KEPT)
+        );
+        let found = verdict(&[te.as_bytes()]).unwrap_or_else(|| panic!("{te:?} passed"));
+        assert!(found.contains("other than"), "{found}");
+        // Up to the bound they are read in full, whole or split anywhere.
+        let fits = format!("POST / HTTP/1.1\r\n{}\r\n\r\nhello", padded(LINE_KEPT));
+        assert_eq!(verdict(&[fits.as_bytes()]), None);
+        assert_eq!(one_byte_at_a_time(fits.as_bytes()), None);
+    }
+
+    /// Lines judged where they lie (whole in one read) and lines kept across reads get the
+    /// same verdict, wherever the reads split the bytes.
+    #[test]
+    fn a_verdict_does_not_depend_on_where_reads_split_the_bytes() {
+        let long = format!(
+            "POST / HTTP/1.1\r\nX-Long: {}\r\nContent-Length: 3\r\n\r\nabc\
+GET / HTTP/1.1\r\nContent-Length: {}5\r\n\r\n",
+            "v".repeat(300),
+            "0".repeat(200)
+        );
+        // Lines one byte either side of the bound, long by their whitespace.
+        let ows = |n: usize| {
+            format!(
+                "POST / HTTP/1.1\r\nContent-Length:{}5\r\n\r\nhello",
+                " ".repeat(n - 16)
+            )
+        };
+        let (fits, over) = (ows(LINE_KEPT), ows(LINE_KEPT + 1));
+        // Chunk-size lines: a long size (hyper reads it), long extensions (read past).
+        let chunked = |line: String| {
+            format!(
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{line}\r\nhello\r\n0\r\n\r\n"
+            )
+        };
+        let long_size = chunked(format!("{}5", "0".repeat(200)));
+        let long_extension = chunked(format!("5;{}", "x".repeat(300)));
+        let streams: [&[u8]; 11] = [
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\nPOST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n\
+5;x=1\r\nhello\r\n0\r\nT: v\r\n\r\nGET /n HTTP/1.1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\n\r\n",
+            b"POST / HTTP/1.1\r\ncontent-length: 2\r\n\r\n\n\nGET / HTTP/1.1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX\r\n",
+            b"\r\nGET / HTTP/1.1\r\nT: \r\n\r\n",
+            long.as_bytes(),
+            fits.as_bytes(),
+            over.as_bytes(),
+            long_size.as_bytes(),
+            long_extension.as_bytes(),
+        ];
+        assert_eq!(verdict(&[fits.as_bytes()]), None);
+        assert!(verdict(&[over.as_bytes()]).is_some());
+        assert!(verdict(&[long_size.as_bytes()]).is_some_and(|v| v.contains("chunk size")));
+        assert_eq!(verdict(&[long_extension.as_bytes()]), None);
+        for stream in streams {
+            let whole = verdict(&[stream]);
+            for cut in 0..=stream.len() {
+                let (a, b) = stream.split_at(cut);
+                assert_eq!(
+                    verdict(&[a, b]),
+                    whole,
+                    "cut at {cut} of {:?}",
+                    String::from_utf8_lossy(stream)
+                );
+            }
+        }
     }
 
     #[test]

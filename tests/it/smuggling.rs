@@ -3,7 +3,8 @@
 //! reaches the upstream; what RFC 9112 calls legitimate is decoded and forwarded intact.
 //!
 //! The parsing is hyper's (`proto/h1/role.rs`, with httparse for the head and
-//! `proto/h1/decode.rs` for chunked bodies); the gateway adds no check of its own on framing.
+//! `proto/h1/decode.rs` for chunked bodies); the gateway's framing guard (`src/framing.rs`)
+//! refuses what hyper accepts and another server may read otherwise.
 //! Each case runs on a fresh gateway and a recording upstream, so `count()` is the case's alone.
 
 use std::net::SocketAddr;
@@ -248,6 +249,45 @@ async fn content_length_that_is_not_a_plain_number_is_refused_and_nothing_is_for
         ),
     ];
     assert_all_refused(&cases, &[400]).await;
+}
+
+/// The framing guard judges a line only up to 128 bytes (of a line split across reads it keeps
+/// no more): a longer `Content-Length` or `Transfer-Encoding` line, or chunk size, is refused,
+/// where hyper would read a zero-padded length or size, or a `chunked` after a run of spaces.
+#[tokio::test]
+async fn framing_lines_longer_than_128_bytes_are_refused_and_nothing_is_forwarded() {
+    let cases = [
+        (
+            "Content-Length zero-padded to 129 bytes",
+            post(
+                &format!("Content-Length: {}5\r\n", "0".repeat(112)),
+                "hello",
+            ),
+        ),
+        (
+            "Transfer-Encoding after 120 spaces",
+            post(
+                &format!("Transfer-Encoding:{}chunked\r\n", " ".repeat(120)),
+                CHUNKED_HELLO,
+            ),
+        ),
+        (
+            "a chunk size zero-padded to 131 bytes",
+            chunked(&format!("{}5\r\nhello\r\n0\r\n\r\n", "0".repeat(130))),
+        ),
+    ];
+    assert_all_refused(&cases, &[400]).await;
+    // At 128 bytes the line is read: the padded length frames the body.
+    let (up, gw) = gateway().await;
+    let mut client = Client::connect(gw.addr).await;
+    let header = format!("Content-Length: {}5\r\n", "0".repeat(111));
+    assert_eq!(header.len(), 128 + 2);
+    client.send(&post(&header, "hello")).await;
+    match client.next().await {
+        Next::Answer(200, _) => {}
+        other => panic!("expected a 200, got {other:?}"),
+    }
+    assert_eq!(up.last().body, "hello");
 }
 
 /// RFC 9112 section 6.3: with both, Transfer-Encoding overrides Content-Length; a server MAY
