@@ -5,8 +5,9 @@
 //! in one canonical form, matched in that form, and forwarded in that form:
 //! - percent-encoded unreserved characters are decoded (`/%61pi` is `/api`, RFC 3986 6.2.2.2);
 //! - runs of `/` are merged (`//api` is `/api` to most servers);
-//! - a `.` or `..` segment, literal or encoded (`%2e%2e`), is refused: clients resolve those
-//!   before sending, so one that arrives is an attempt to reach around a route;
+//! - a `.` or `..` segment, literal or encoded (`%2e%2e`), with path parameters or without
+//!   (`..;x`, which Tomcat, Jetty and Spring resolve as `..`), is refused: clients resolve
+//!   those before sending, so one that arrives is an attempt to reach around a route;
 //! - an encoded `/` or `\` (`%2F`, `%5C`), a literal `\`, or an encoded NUL is refused, as
 //!   upstreams disagree on whether they separate segments.
 //!
@@ -103,10 +104,27 @@ pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
     if path.contains('\\') {
         return Err(PathError::EncodedSeparator);
     }
-    if path.split('/').any(|s| s == "." || s == "..") {
+    if path.split('/').any(is_dot_segment) {
         return Err(PathError::DotSegment);
     }
     Ok(path)
+}
+
+/// `.` or `..`, alone or followed by path parameters (`..;x`, also with the `;` encoded):
+/// Tomcat, Jetty and Spring drop a segment's parameters before they resolve dots, so to them
+/// `/public/..;/api` is `/api`.
+fn is_dot_segment(segment: &str) -> bool {
+    // The segment's name: what comes before its first `;`, literal or encoded.
+    let bytes = segment.as_bytes();
+    let end = (0..bytes.len())
+        .find(|&i| {
+            bytes[i] == b';'
+                || bytes
+                    .get(i..i + 3)
+                    .is_some_and(|e| e.eq_ignore_ascii_case(b"%3b"))
+        })
+        .unwrap_or(bytes.len());
+    matches!(&bytes[..end], b"." | b"..")
 }
 
 #[cfg(test)]
@@ -147,8 +165,30 @@ mod tests {
         ] {
             assert_eq!(normalize(p), Err(PathError::DotSegment), "{p}");
         }
-        // Dots inside a segment are ordinary characters.
+        // With path parameters, which some servers drop before they resolve dots.
+        for p in [
+            "/public/..;/api",
+            "/public/..;jsessionid=1/api",
+            "/public/.;x/y",
+            "/public/%2e%2e;/api",
+            "/public/..%3B/api",
+            "/public/..%3bx=1/api",
+            "/..;",
+        ] {
+            assert_eq!(normalize(p), Err(PathError::DotSegment), "{p}");
+        }
+        // Dots inside a segment are ordinary characters, and so are parameters after a name.
         assert_eq!(normalize("/a/..b/c.d/...").unwrap(), "/a/..b/c.d/...");
+        for p in [
+            "/a;b/c",
+            "/a/...;x/b",
+            "/a/..x;/b",
+            "/a/;/b",
+            "/a/..%20/b",
+            "/a/%3b../b",
+        ] {
+            assert!(normalize(p).is_ok(), "{p}");
+        }
     }
 
     #[test]

@@ -155,6 +155,14 @@ async fn dot_segments_never_dodge_a_route_and_never_reach_an_upstream() {
         "/public/..%2Fapi/x",
         "/public/..%5capi/x",
         "/public/%zz",
+        // Path parameters after the dots: Tomcat, Jetty and Spring drop a segment's
+        // parameters before they resolve dots, so to them these are `/api/x`.
+        "/public/..;/api/x",
+        "/public/..;jsessionid=1/api/x",
+        "/public/%2e%2e;/api/x",
+        "/public/..%3B/api/x",
+        "/public/..%3bx/api/x",
+        "/public/.;/x",
     ] {
         let answer = raw_get(gw.addr, path).await;
         assert_eq!(raw_status(&answer), 400, "{path}: {answer}");
