@@ -9,7 +9,9 @@
 //!   (`..;x`, which Tomcat, Jetty and Spring resolve as `..`), is refused: clients resolve
 //!   those before sending, so one that arrives is an attempt to reach around a route;
 //! - an encoded `/` or `\` (`%2F`, `%5C`), a literal `\`, or an encoded NUL is refused, as
-//!   upstreams disagree on whether they separate segments.
+//!   upstreams disagree on whether they separate segments;
+//! - a path that reaches another route once its segments' `;parameters` are cut (which
+//!   Tomcat, Jetty and Spring do before they route) is refused (`route::select`).
 //!
 //! Hand-written: the URL crates (url, percent-encoding) decode everything or nothing, and
 //! decoding reserved characters would change the meaning of the path.
@@ -22,6 +24,8 @@ pub enum PathError {
     BadPercentEncoding,
     DotSegment,
     EncodedSeparator,
+    /// Without its `;parameters` the path reaches another route (see `route::select`).
+    ParametersChangeRoute,
 }
 
 impl PathError {
@@ -36,6 +40,9 @@ impl PathError {
             }
             PathError::EncodedSeparator => {
                 "the request path holds an encoded `/`, `\\` or NUL, or a literal `\\`"
+            }
+            PathError::ParametersChangeRoute => {
+                "the request path's `;` parameters would take it to another route than without them"
             }
         }
     }
@@ -110,21 +117,42 @@ pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
     Ok(path)
 }
 
+/// `path` without its segments' parameters (from a `;`, literal or encoded, to the segment's
+/// end), or `None` when it has none, the common case.
+pub(crate) fn without_parameters(path: &str) -> Option<String> {
+    let bytes = path.as_bytes();
+    let has_parameters = memchr::memchr(b';', bytes).is_some()
+        || memchr::memchr_iter(b'%', bytes).any(|i| is_encoded_semicolon(bytes, i));
+    has_parameters.then(|| {
+        path.split('/')
+            .map(segment_name)
+            .collect::<Vec<_>>()
+            .join("/")
+    })
+}
+
+/// Whether `%3B` (any case) starts at `i`.
+fn is_encoded_semicolon(bytes: &[u8], i: usize) -> bool {
+    bytes
+        .get(i..i + 3)
+        .is_some_and(|e| e.eq_ignore_ascii_case(b"%3b"))
+}
+
+/// A segment up to its first `;`, literal or encoded (`%3B`).
+fn segment_name(segment: &str) -> &str {
+    let bytes = segment.as_bytes();
+    let end = (0..bytes.len())
+        .find(|&i| bytes[i] == b';' || is_encoded_semicolon(bytes, i))
+        .unwrap_or(bytes.len());
+    // `;` and `%` are ASCII: `end` is a character boundary.
+    segment.get(..end).unwrap_or(segment)
+}
+
 /// `.` or `..`, alone or followed by path parameters (`..;x`, also with the `;` encoded):
 /// Tomcat, Jetty and Spring drop a segment's parameters before they resolve dots, so to them
 /// `/public/..;/api` is `/api`.
 fn is_dot_segment(segment: &str) -> bool {
-    // The segment's name: what comes before its first `;`, literal or encoded.
-    let bytes = segment.as_bytes();
-    let end = (0..bytes.len())
-        .find(|&i| {
-            bytes[i] == b';'
-                || bytes
-                    .get(i..i + 3)
-                    .is_some_and(|e| e.eq_ignore_ascii_case(b"%3b"))
-        })
-        .unwrap_or(bytes.len());
-    matches!(&bytes[..end], b"." | b"..")
+    matches!(segment_name(segment), "." | "..")
 }
 
 #[cfg(test)]
@@ -188,6 +216,21 @@ mod tests {
             "/a/%3b../b",
         ] {
             assert!(normalize(p).is_ok(), "{p}");
+        }
+    }
+
+    #[test]
+    fn parameters_are_cut_from_each_segment_for_route_matching() {
+        for (path, bare) in [
+            ("/api;x/secret", "/api/secret"),
+            ("/api;a=1;b=2/s;c/", "/api/s/"),
+            ("/a%3Bx/b%3bq", "/a/b"),
+            ("/;x", "/"),
+        ] {
+            assert_eq!(without_parameters(path).as_deref(), Some(bare), "{path}");
+        }
+        for path in ["/api/secret", "/a%20b/c", "/", "/a%3"] {
+            assert_eq!(without_parameters(path), None, "{path}");
         }
     }
 

@@ -137,6 +137,27 @@ pub(crate) fn select<'a>(
     host: Option<&str>,
     path: &str,
 ) -> Result<&'a Arc<Route>, GatewayError> {
+    let route = first_match(routes, method, host, path)?;
+    // Tomcat, Jetty and Spring drop a segment's `;parameters` before they route: a path that
+    // would reach another route without them (`/api;x/secret` past a route for `/api`) is
+    // refused, so that no upstream resolves it to a path another route guards.
+    if let Some(bare) = crate::path::without_parameters(path) {
+        if !first_match(routes, method, host, &bare).is_ok_and(|r| Arc::ptr_eq(r, route)) {
+            return Err(GatewayError::InvalidPath(
+                crate::path::PathError::ParametersChangeRoute,
+            ));
+        }
+    }
+    Ok(route)
+}
+
+/// The first route for this method, host and path, as the path is written.
+fn first_match<'a>(
+    routes: &'a [Arc<Route>],
+    method: &Method,
+    host: Option<&str>,
+    path: &str,
+) -> Result<&'a Arc<Route>, GatewayError> {
     let mut allowed: Vec<Method> = Vec::new();
     for route in routes {
         if !route.matches_target(host, path) {

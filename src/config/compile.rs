@@ -683,6 +683,16 @@ fn check_match_path(path: &str, p: &str, problems: &mut Problems<'_>) -> Option<
             return None;
         }
     }
+    if crate::path::without_parameters(p).is_some() {
+        problems.at(
+            path,
+            format!(
+                "`{p}` can never match: {}",
+                crate::path::PathError::ParametersChangeRoute.describe()
+            ),
+        );
+        return None;
+    }
     if p.len() > 1 && p.ends_with('/') && path.ends_with("prefix") {
         let trimmed = p.trim_end_matches('/');
         problems.at(

@@ -70,6 +70,7 @@ fn route_rules_that_cannot_work_are_refused() {
         ("match: { exact: /a, prefix: /b }", "not both"),
         ("match: { methods: [GET] }", "needs a path"),
         ("match: { prefix: /a/../b }", "can never match"),
+        ("match: { prefix: /a;v=1 }", "can never match"),
         ("match: { prefix: /%61 }", "not in canonical form"),
         (
             "match: { exact: /a }\n    strip_prefix: true",

@@ -171,6 +171,45 @@ async fn dot_segments_never_dodge_a_route_and_never_reach_an_upstream() {
     assert_eq!(public.count(), 0, "a refused path was forwarded");
 }
 
+/// Tomcat, Jetty and Spring drop `;parameters` from each segment before they route: a path
+/// that would reach another route without them (past a route guarding `/api`, say) is
+/// refused; one that reaches the same route either way is forwarded as sent.
+#[tokio::test]
+async fn path_parameters_never_carry_a_path_past_its_route() {
+    let api = Upstream::recording().await;
+    let rest = Upstream::recording().await;
+    let gw = Gateway::start(&config(&format!(
+        "  - name: api\n    match: {{ prefix: /api }}\n    upstream: {}\n    auth: none\n  - name: login\n    match: {{ exact: /login }}\n    upstream: builtin:echo\n    auth: none\n  - name: rest\n    match: {{ prefix: / }}\n    upstream: {}\n    auth: none\n",
+        api.url(),
+        rest.url()
+    )))
+    .await;
+    for path in [
+        "/api;x/secret",
+        "/api;jsessionid=1",
+        "/api%3Bx/secret",
+        "/login;x",
+    ] {
+        let answer = raw_get(gw.addr, path).await;
+        assert_eq!(raw_status(&answer), 400, "{path}: {answer}");
+        assert_eq!(raw_json(&answer)["code"], "invalid_path", "{path}");
+    }
+    assert_eq!(
+        api.count() + rest.count(),
+        0,
+        "a refused path was forwarded"
+    );
+    for (path, up) in [
+        ("/api/secret;x", &api),
+        ("/api/a;b/c", &api),
+        ("/files;v=2/a", &rest),
+    ] {
+        let answer = raw_get(gw.addr, path).await;
+        assert_eq!(raw_status(&answer), 200, "{path}: {answer}");
+        assert_eq!(up.last().target, path);
+    }
+}
+
 #[tokio::test]
 async fn path_is_matched_and_forwarded_in_one_canonical_form() {
     let up = Upstream::recording().await;
