@@ -262,12 +262,16 @@ fn rewrite_request(
     original: &Uri,
 ) -> Result<(), GatewayError> {
     let query = original.query();
-    let client_host = parts.headers.get(HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    // The host the client addressed, as routing read it (`route::request_host`): the target's
+    // when it has one (absolute form, HTTP/2's `:authority`), whose `Host` a proxy ignores
+    // (RFC 9112 section 3.2.2), less any user (RFC 9110 section 4.2.4); else the `Host`.
+    let client_host = match parts.uri.authority() {
+        Some(a) => {
+            let host = a.as_str().rsplit_once('@').map_or(a.as_str(), |(_, h)| h);
+            HeaderValue::from_str(host).ok()
+        }
+        None => parts.headers.get(HOST).cloned(),
+    };
     let wants_trailers = headers::strip_hop_by_hop(&mut parts.headers);
     let ip = conn.peer.ip().to_canonical();
     headers::set_forwarding(

@@ -232,6 +232,44 @@ async fn host_is_the_upstreams_unless_preserve_host() {
     assert_eq!(up.last().header("host"), Some(up.addr.to_string().as_str()));
 }
 
+/// RFC 9112 section 3.2.2: with an absolute-form target, a proxy ignores the received `Host`
+/// and forwards the target's host. Routes match on the target's host, so the upstream must see
+/// that one too: a `Host` naming another virtual host must not ride along.
+#[tokio::test]
+async fn an_absolute_form_target_host_is_the_one_routed_on_and_forwarded() {
+    let guarded = Upstream::recording().await;
+    let public = Upstream::recording().await;
+    let yaml = config(&format!(
+        "  - name: admin\n    match: {{ host: admin.test, prefix: / }}\n    upstream: {}\n    auth: none\n  - name: www\n    match: {{ host: www.test, prefix: / }}\n    upstream: {}\n    preserve_host: true\n    auth: none\n",
+        guarded.url(),
+        public.url()
+    ));
+    let gw = Gateway::start(&yaml).await;
+    let answer = raw_request(
+        gw.addr,
+        b"GET http://www.test:8080/x HTTP/1.1\r\nHost: admin.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(raw_status(&answer), 200, "{answer}");
+    assert_eq!(guarded.count(), 0);
+    let got = public.last();
+    assert_eq!(got.target, "/x");
+    assert_eq!(got.header("host"), Some("www.test:8080"));
+    assert_eq!(got.header("x-forwarded-host"), Some("www.test:8080"));
+    // A user in the target is no part of the host (RFC 9110 section 4.2.4).
+    let answer = raw_request(
+        gw.addr,
+        b"GET http://u@www.test/y HTTP/1.1\r\nHost: admin.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    if raw_status(&answer) == 200 {
+        assert_eq!(public.last().header("host"), Some("www.test"));
+    } else {
+        assert_eq!(raw_status(&answer), 400, "{answer}");
+    }
+    assert_eq!(guarded.count(), 0);
+}
+
 #[tokio::test]
 async fn http2_prior_knowledge_clients_are_served_and_forwarded_as_http1() {
     let up = Upstream::recording().await;
