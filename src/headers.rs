@@ -14,7 +14,6 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub(crate) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// RFC 9110 section 7.6.1, plus the non-standard `Keep-Alive` and `Proxy-Connection`.
 /// (`Trailer` is end-to-end: it announces trailers that we pass through.)
@@ -123,9 +122,19 @@ pub(crate) struct Client<'a> {
 }
 
 /// Sets `X-Forwarded-For/-Proto/-Host` and extends `Forwarded` when present. An untrusted peer's
-/// own copies of these (and of every `X-Forwarded-*` and `X-Real-IP`) are dropped first, so the
-/// chain starts anew and nobody can forge their address to an upstream.
+/// own copies of these (and of every `X-Forwarded-*` and `X-Real-IP`, in any spelling) are
+/// dropped first, so the chain starts anew and nobody can forge their address to an upstream;
+/// a trusted peer's are kept, but for spellings with `_`, which no proxy writes.
 pub(crate) fn set_forwarding(headers: &mut HeaderMap, client: &Client<'_>) {
+    // One pass over the names finds them; the common request carries none, and then
+    // nothing is looked up or removed (each removal is a hashed lookup).
+    let forged = |n: &HeaderName| is_forwarding(n) && (!client.trusted || n.as_str().contains('_'));
+    if headers.keys().any(forged) {
+        let forged: Vec<HeaderName> = headers.keys().filter(|n| forged(n)).cloned().collect();
+        for name in forged {
+            headers.remove(name);
+        }
+    }
     let ip = client.ip_text.to_str().unwrap_or_default();
     let mut xff = None;
     if client.trusted {
@@ -148,19 +157,6 @@ pub(crate) fn set_forwarding(headers: &mut HeaderMap, client: &Client<'_>) {
                 &format!("for={node};proto={}", client.proto),
             );
         }
-    } else {
-        // One pass over the names finds them; the common request carries none, and then
-        // nothing is looked up or removed (each removal is a hashed lookup).
-        let forwarding = |n: &HeaderName| {
-            n.as_str().starts_with("x-forwarded-") || n == FORWARDED || n == X_REAL_IP
-        };
-        if headers.keys().any(forwarding) {
-            let forged: Vec<HeaderName> =
-                headers.keys().filter(|n| forwarding(n)).cloned().collect();
-            for name in forged {
-                headers.remove(name);
-            }
-        }
     }
     let xff = xff.unwrap_or_else(|| client.ip_text.clone());
     headers.insert(X_FORWARDED_FOR.clone(), xff);
@@ -176,6 +172,24 @@ pub(crate) fn set_forwarding(headers: &mut HeaderMap, client: &Client<'_>) {
             headers.insert(X_FORWARDED_HOST.clone(), host.clone());
         }
     }
+}
+
+/// Whether `name`, with `_` read as `-`, is a forwarding header: `X-Forwarded-*`, `Forwarded`
+/// or `X-Real-IP`. Servers that hand headers to applications as CGI-style variables
+/// (`HTTP_X_FORWARDED_FOR`) take `X_Forwarded_For` for `X-Forwarded-For`.
+fn is_forwarding(name: &HeaderName) -> bool {
+    // Lower case, with `-`; `name` is lower case (a `HeaderName` always is).
+    let dashed = |name: &[u8], want: &[u8]| {
+        name.len() == want.len()
+            && name
+                .iter()
+                .zip(want)
+                .all(|(&a, &b)| a == b || (a == b'_' && b == b'-'))
+    };
+    let name = name.as_str().as_bytes();
+    name.get(..12).is_some_and(|p| dashed(p, b"x-forwarded-"))
+        || name == b"forwarded"
+        || dashed(name, b"x-real-ip")
 }
 
 /// Appends our `Via` entry (RFC 9110 section 7.6.3) for a message received with `version`.
@@ -321,6 +335,11 @@ mod tests {
             ("x-forwarded-port", "1"),
             ("forwarded", "for=6.6.6.6"),
             ("x-real-ip", "6.6.6.6"),
+            // What CGI-style servers read as the same variables.
+            ("x_forwarded_for", "6.6.6.6"),
+            ("x-forwarded_host", "evil"),
+            ("x_real_ip", "6.6.6.6"),
+            ("x-forwardedx", "kept"),
         ]);
         let host = HeaderValue::from_static("api.example.com");
         set_forwarding(
@@ -339,6 +358,10 @@ mod tests {
         assert!(h.get("x-forwarded-port").is_none());
         assert!(h.get("forwarded").is_none());
         assert!(h.get("x-real-ip").is_none());
+        for forged in ["x_forwarded_for", "x-forwarded_host", "x_real_ip"] {
+            assert!(h.get(forged).is_none(), "{forged}");
+        }
+        assert_eq!(h["x-forwardedx"], "kept");
     }
 
     #[test]
@@ -348,6 +371,9 @@ mod tests {
             ("X-Forwarded-For", "10.0.0.2"),
             ("x-forwarded-proto", "https"),
             ("forwarded", "for=203.0.113.1"),
+            // A client's, passed on by the trusted proxy: no proxy writes these.
+            ("x_forwarded_for", "6.6.6.6"),
+            ("x_real_ip", "6.6.6.6"),
         ]);
         set_forwarding(
             &mut h,
@@ -362,6 +388,8 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "203.0.113.1, 10.0.0.2, ::1");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["forwarded"], "for=203.0.113.1, for=\"[::1]\";proto=http");
+        assert!(h.get("x_forwarded_for").is_none());
+        assert!(h.get("x_real_ip").is_none());
     }
 
     #[test]

@@ -164,10 +164,15 @@ async fn untrusted_client_cannot_forge_its_forwarding_chain() {
         .header("x-forwarded-host", "bank.example")
         .header("forwarded", "for=6.6.6.6")
         .header("x-real-ip", "6.6.6.6")
+        // CGI-style servers (`HTTP_X_FORWARDED_FOR`) read these as the ones above.
+        .header("x_forwarded_for", "6.6.6.6")
+        .header("x_real_ip", "6.6.6.6")
         .send()
         .await
         .unwrap();
     let got = up.last();
+    assert_eq!(got.header("x_forwarded_for"), None);
+    assert_eq!(got.header("x_real_ip"), None);
     assert_eq!(got.header("x-forwarded-for"), Some("127.0.0.1"));
     assert_eq!(got.header("x-forwarded-proto"), Some("http"));
     assert_eq!(
