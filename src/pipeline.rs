@@ -248,7 +248,22 @@ fn limit_body(parts: &Parts, body: Incoming, route: &Route) -> Result<Body, Gate
         return Ok(crate::body::empty());
     }
     let limit = usize::try_from(route.max_body).unwrap_or(usize::MAX);
-    Ok(crate::body::GapTimeout::new(Limited::new(body, limit), route.timeout).boxed_unsync())
+    Ok(
+        crate::body::GapTimeout::new(Limited::new(body, limit), route.timeout)
+            .map_frame(without_trailers)
+            .boxed_unsync(),
+    )
+}
+
+/// A request's trailer fields are not forwarded (nginx does not forward them either): the
+/// gateway decides some fields of the header section (the identity and forwarding headers),
+/// and an upstream that merges trailer fields into it would take a client's copies from there.
+/// An empty trailer section still ends the body.
+fn without_trailers<D>(frame: http_body::Frame<D>) -> http_body::Frame<D> {
+    match frame.into_trailers() {
+        Ok(_) => http_body::Frame::trailers(http::HeaderMap::new()),
+        Err(frame) => frame,
+    }
 }
 
 /// Headers as the upstream must see them: hop-by-hop gone, forwarding chain set, `Host` and

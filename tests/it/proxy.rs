@@ -548,3 +548,29 @@ async fn a_body_streamed_in_many_pieces_arrives_whole_both_at_once_and_with_paus
     }
     assert_eq!(up.connections(), 1, "the connection was not reused");
 }
+
+/// A client's trailer fields are not forwarded: an upstream that merges them into the header
+/// section would take forged identity or forwarding headers from there. The body is intact.
+#[tokio::test]
+async fn request_trailers_are_not_forwarded() {
+    let up = Upstream::serve(|req: Request<hyper::body::Incoming>| async move {
+        let collected = req.into_body().collect().await.unwrap();
+        let trailers = collected.trailers().map_or(0, http::HeaderMap::len);
+        let mut res = Response::new(body::full(collected.to_bytes()));
+        res.headers_mut()
+            .insert("x-trailers", trailers.to_string().parse().unwrap());
+        res
+    })
+    .await;
+    let gw = Gateway::start(&route_to(&up, "")).await;
+    let answer = raw_request(
+        gw.addr,
+        b"POST /api/t HTTP/1.1\r\nHost: t\r\nTrailer: X-Forwarded-For, X-User-Id\r\n\
+Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\
+X-Forwarded-For: 6.6.6.6\r\nX-User-Id: admin\r\n\r\n",
+    )
+    .await;
+    assert_eq!(raw_status(&answer), 200, "{answer}");
+    assert!(answer.contains("x-trailers: 0"), "{answer}");
+    assert!(answer.ends_with("hello"), "{answer}");
+}
