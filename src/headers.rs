@@ -178,18 +178,22 @@ pub(crate) fn set_forwarding(headers: &mut HeaderMap, client: &Client<'_>) {
 /// or `X-Real-IP`. Servers that hand headers to applications as CGI-style variables
 /// (`HTTP_X_FORWARDED_FOR`) take `X_Forwarded_For` for `X-Forwarded-For`.
 fn is_forwarding(name: &HeaderName) -> bool {
-    // Lower case, with `-`; `name` is lower case (a `HeaderName` always is).
-    let dashed = |name: &[u8], want: &[u8]| {
-        name.len() == want.len()
-            && name
-                .iter()
-                .zip(want)
-                .all(|(&a, &b)| a == b || (a == b'_' && b == b'-'))
-    };
     let name = name.as_str().as_bytes();
-    name.get(..12).is_some_and(|p| dashed(p, b"x-forwarded-"))
+    name.get(..12)
+        .is_some_and(|p| same_name_reading_underscores(p, b"x-forwarded-"))
         || name == b"forwarded"
-        || dashed(name, b"x-real-ip")
+        || same_name_reading_underscores(name, b"x-real-ip")
+}
+
+/// Whether header name `name` (lower case, as a `HeaderName` always is) is `want` (lower case,
+/// with `-`) when each `_` in it is read as `-`: what servers that hand headers to
+/// applications as CGI-style variables (`HTTP_X_USER_ID`) make of both spellings.
+pub(crate) fn same_name_reading_underscores(name: &[u8], want: &[u8]) -> bool {
+    name.len() == want.len()
+        && name
+            .iter()
+            .zip(want)
+            .all(|(&a, &b)| a == b || (a == b'_' && b == b'-'))
 }
 
 /// Appends our `Via` entry (RFC 9110 section 7.6.3) for a message received with `version`.

@@ -268,12 +268,9 @@ impl IdentityHeaders {
         if self.lengths & IdentityHeaders::bit(name.len()) == 0 {
             return false;
         }
-        let is = |n: &str| self.names.iter().any(|h| h == n);
-        if name.contains('_') {
-            is(&name.replace('_', "-"))
-        } else {
-            is(name)
-        }
+        self.names
+            .iter()
+            .any(|h| crate::headers::same_name_reading_underscores(name.as_bytes(), h.as_bytes()))
     }
 }
 
