@@ -16,7 +16,8 @@ pub(crate) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-for
 pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// RFC 9110 section 7.6.1, plus the non-standard `Keep-Alive` and `Proxy-Connection`.
-/// (`Trailer` is end-to-end: it announces trailers that we pass through.)
+/// (`Trailer` is end-to-end: it announces an answer's trailers, which we pass through; a
+/// request's trailer fields are dropped, see `pipeline::limit_body`.)
 fn hop_by_hop() -> [&'static HeaderName; 8] {
     [
         &CONNECTION,
