@@ -24,6 +24,10 @@ pub enum GatewayError {
     MethodNotAllowed(Vec<Method>),
     #[error("invalid request path: {}", .0.describe())]
     InvalidPath(PathError),
+    /// A method override (where it was found) that routes would send elsewhere, or that names
+    /// no method (`route::check_method_override`).
+    #[error("the {0} names a method routed elsewhere")]
+    MethodOverride(&'static str),
     #[error("token refused: {}", .0.description)]
     Unauthorized(AuthFailure),
     #[error("token lacks what the route requires: {description}")]
@@ -63,7 +67,9 @@ impl GatewayError {
             GatewayError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             GatewayError::Forbidden { .. } => StatusCode::FORBIDDEN,
             GatewayError::JwksUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            GatewayError::InvalidPath(_) | GatewayError::ClientBody(_) => StatusCode::BAD_REQUEST,
+            GatewayError::InvalidPath(_)
+            | GatewayError::MethodOverride(_)
+            | GatewayError::ClientBody(_) => StatusCode::BAD_REQUEST,
             GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::UriTooLong => StatusCode::URI_TOO_LONG,
             GatewayError::BadFraming(_) | GatewayError::InvalidHost(_) => StatusCode::BAD_REQUEST,
@@ -85,6 +91,7 @@ impl GatewayError {
             GatewayError::Forbidden { code, .. } => code,
             GatewayError::JwksUnavailable { .. } => "jwks_unavailable",
             GatewayError::InvalidPath(_) => "invalid_path",
+            GatewayError::MethodOverride(_) => "method_override",
             GatewayError::HeadersTooLarge => "headers_too_large",
             GatewayError::UriTooLong => "uri_too_long",
             GatewayError::BadFraming(_) => "bad_framing",
@@ -116,6 +123,9 @@ impl GatewayError {
                 "the keys to check tokens with cannot be had right now; try again later".into()
             }
             GatewayError::InvalidPath(e) => e.describe().into(),
+            GatewayError::MethodOverride(source) => format!(
+                "the request's {source} names a method that this gateway routes elsewhere, or no method; send the request with the method it means"
+            ),
             GatewayError::HeadersTooLarge => {
                 "the request headers are larger or more numerous than this gateway accepts".into()
             }
@@ -254,6 +264,11 @@ mod tests {
                 GatewayError::InvalidPath(PathError::DotSegment),
                 400,
                 "invalid_path",
+            ),
+            (
+                GatewayError::MethodOverride("X-HTTP-Method-Override header"),
+                400,
+                "method_override",
             ),
             (GatewayError::HeadersTooLarge, 431, "headers_too_large"),
             (GatewayError::UriTooLong, 414, "uri_too_long"),

@@ -115,6 +115,14 @@ pub async fn explain(plan: &Plan, req: &Request, check: &Check) -> Explanation {
         }
     };
     x.step("route", describe(r));
+    if plan.routes_by_method {
+        let query = uri.query();
+        if let Err(e) =
+            route::check_method_override(&plan.routes, r, host, &path, &req.headers, query)
+        {
+            return x.refuse(&e);
+        }
+    }
     match (origin, &r.cors) {
         (None, _) => {}
         (Some(o), None) => x.step(

@@ -142,6 +142,10 @@ async fn flow(
     }
     let route = route::select(&plan.routes, &parts.method, host, &path)?;
     trace.route = Some(route.clone());
+    if plan.routes_by_method {
+        let query = parts.uri.query();
+        route::check_method_override(&plan.routes, route, host, &path, &parts.headers, query)?;
+    }
     let identity = authenticate(plan, route, &parts).await?;
     trace.identity = identity.clone();
     let body = limit_body(&parts, body, route)?;

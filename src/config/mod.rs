@@ -35,6 +35,9 @@ pub struct Plan {
     pub limits: Limits,
     /// In file order: the first that matches wins.
     pub routes: Vec<Arc<Route>>,
+    /// Some route matches on methods: only then can a method override take a request to
+    /// another route (`route::check_method_override`), and only then is it looked for.
+    pub routes_by_method: bool,
     /// The top-level CORS policy: decorates answers given before a route is known (404, 400).
     pub cors: Option<Arc<crate::cors::CorsPolicy>>,
     /// The embedded dev issuer, when the config says `dev_issuer: true`.
