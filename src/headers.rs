@@ -125,11 +125,14 @@ pub(crate) struct Client<'a> {
 /// Sets `X-Forwarded-For/-Proto/-Host` and extends `Forwarded` when present. An untrusted peer's
 /// own copies of these (and of every `X-Forwarded-*` and `X-Real-IP`, in any spelling) are
 /// dropped first, so the chain starts anew and nobody can forge their address to an upstream;
-/// a trusted peer's are kept, but for spellings with `_`, which no proxy writes.
+/// a trusted peer's are kept, but for spellings with `_`, which no proxy writes. The URL
+/// overrides (`X-Original-URL`, `X-Rewrite-URL`) are dropped from every peer.
 pub(crate) fn set_forwarding(headers: &mut HeaderMap, client: &Client<'_>) {
     // One pass over the names finds them; the common request carries none, and then
     // nothing is looked up or removed (each removal is a hashed lookup).
-    let forged = |n: &HeaderName| is_forwarding(n) && (!client.trusted || n.as_str().contains('_'));
+    let forged = |n: &HeaderName| {
+        (is_forwarding(n) && (!client.trusted || n.as_str().contains('_'))) || is_url_override(n)
+    };
     if headers.keys().any(forged) {
         let forged: Vec<HeaderName> = headers.keys().filter(|n| forged(n)).cloned().collect();
         for name in forged {
@@ -184,6 +187,18 @@ fn is_forwarding(name: &HeaderName) -> bool {
         .is_some_and(|p| same_name_reading_underscores(p, b"x-forwarded-"))
         || name == b"forwarded"
         || same_name_reading_underscores(name, b"x-real-ip")
+}
+
+/// Whether `name`, with `_` read as `-`, is `X-Original-URL` or `X-Rewrite-URL`. IIS's URL
+/// Rewrite module writes them for the application behind it, and applications that read them
+/// (Symfony and Zend Framework did until their 2018 fixes, CVE-2018-14773) serve the path they
+/// name in place of the request's: a request the gateway routed as `/public` would be served
+/// as the `/admin` such a header names. The gateway vouches for the path it routed, so no peer's copy
+/// is passed on, a trusted proxy's included (nginx passes a client's on as it is).
+fn is_url_override(name: &HeaderName) -> bool {
+    let name = name.as_str().as_bytes();
+    same_name_reading_underscores(name, b"x-original-url")
+        || same_name_reading_underscores(name, b"x-rewrite-url")
 }
 
 /// Whether header name `name` (lower case, as a `HeaderName` always is) is `want` (lower case,
@@ -345,6 +360,9 @@ mod tests {
             ("x-forwarded_host", "evil"),
             ("x_real_ip", "6.6.6.6"),
             ("x-forwardedx", "kept"),
+            ("x-original-url", "/admin"),
+            ("X_Rewrite_URL", "/admin"),
+            ("x-original-urls", "kept"),
         ]);
         let host = HeaderValue::from_static("api.example.com");
         set_forwarding(
@@ -363,10 +381,18 @@ mod tests {
         assert!(h.get("x-forwarded-port").is_none());
         assert!(h.get("forwarded").is_none());
         assert!(h.get("x-real-ip").is_none());
-        for forged in ["x_forwarded_for", "x-forwarded_host", "x_real_ip"] {
+        for forged in [
+            "x_forwarded_for",
+            "x-forwarded_host",
+            "x_real_ip",
+            "x-original-url",
+            "x-rewrite-url",
+            "x_rewrite_url",
+        ] {
             assert!(h.get(forged).is_none(), "{forged}");
         }
         assert_eq!(h["x-forwardedx"], "kept");
+        assert_eq!(h["x-original-urls"], "kept");
     }
 
     #[test]
@@ -379,6 +405,9 @@ mod tests {
             // A client's, passed on by the trusted proxy: no proxy writes these.
             ("x_forwarded_for", "6.6.6.6"),
             ("x_real_ip", "6.6.6.6"),
+            // Passed on by the trusted proxy too (nginx does): the gateway routed another path.
+            ("x-original-url", "/admin"),
+            ("x-rewrite-url", "/admin"),
         ]);
         set_forwarding(
             &mut h,
@@ -395,6 +424,8 @@ mod tests {
         assert_eq!(h["forwarded"], "for=203.0.113.1, for=\"[::1]\";proto=http");
         assert!(h.get("x_forwarded_for").is_none());
         assert!(h.get("x_real_ip").is_none());
+        assert!(h.get("x-original-url").is_none());
+        assert!(h.get("x-rewrite-url").is_none());
     }
 
     #[test]

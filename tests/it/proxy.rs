@@ -167,12 +167,17 @@ async fn untrusted_client_cannot_forge_its_forwarding_chain() {
         // CGI-style servers (`HTTP_X_FORWARDED_FOR`) read these as the ones above.
         .header("x_forwarded_for", "6.6.6.6")
         .header("x_real_ip", "6.6.6.6")
+        // IIS-fronted apps and old Symfony serve the path these name, not the routed one.
+        .header("x-original-url", "/admin")
+        .header("x-rewrite-url", "/admin")
         .send()
         .await
         .unwrap();
     let got = up.last();
     assert_eq!(got.header("x_forwarded_for"), None);
     assert_eq!(got.header("x_real_ip"), None);
+    assert_eq!(got.header("x-original-url"), None);
+    assert_eq!(got.header("x-rewrite-url"), None);
     assert_eq!(got.header("x-forwarded-for"), Some("127.0.0.1"));
     assert_eq!(got.header("x-forwarded-proto"), Some("http"));
     assert_eq!(
@@ -195,6 +200,7 @@ async fn trusted_proxy_chain_is_appended_to() {
         .header("x-forwarded-proto", "https")
         .header("x-forwarded-host", "api.example.com")
         .header("via", "1.1 edge")
+        .header("x-original-url", "/admin")
         .send()
         .await
         .unwrap();
@@ -203,6 +209,7 @@ async fn trusted_proxy_chain_is_appended_to() {
         got.header("x-forwarded-for"),
         Some("203.0.113.9, 127.0.0.1")
     );
+    assert_eq!(got.header("x-original-url"), None);
     assert_eq!(got.header("x-forwarded-proto"), Some("https"));
     assert_eq!(got.header("x-forwarded-host"), Some("api.example.com"));
     assert_eq!(got.header("via"), Some("1.1 edge, 1.1 cryptr-gateway"));
