@@ -10,6 +10,9 @@
 //!   those before sending, so one that arrives is an attempt to reach around a route;
 //! - an encoded `/` or `\` (`%2F`, `%5C`), a literal `\`, or an encoded NUL is refused, as
 //!   upstreams disagree on whether they separate segments;
+//! - a `.`, `/`, `\`, `;` or NUL encoded twice (`%252e`, `%252f`) is refused: an upstream
+//!   that decodes twice would see a dot segment, a separator or parameters that the route was
+//!   never matched on (Spring Security's firewall refuses every `%25` for that reason);
 //! - a path that reaches another route once its segments' `;parameters` are cut (which
 //!   Tomcat, Jetty and Spring do before they route) is refused (`route::select`).
 //!
@@ -24,6 +27,8 @@ pub enum PathError {
     BadPercentEncoding,
     DotSegment,
     EncodedSeparator,
+    /// `%25` before the hex of a `.`, `/`, `\`, `;` or NUL: that character encoded twice.
+    DoubleEncoded,
     /// Without its `;parameters` the path reaches another route (see `route::select`).
     ParametersChangeRoute,
 }
@@ -40,6 +45,9 @@ impl PathError {
             }
             PathError::EncodedSeparator => {
                 "the request path holds an encoded `/`, `\\` or NUL, or a literal `\\`"
+            }
+            PathError::DoubleEncoded => {
+                "the request path holds a `.`, `/`, `\\`, `;` or NUL encoded twice (`%252e`); encode it once"
             }
             PathError::ParametersChangeRoute => {
                 "the request path's `;` parameters would take it to another route than without them"
@@ -100,6 +108,10 @@ pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
             }
             i += 1;
         }
+        // Checked on the output: `%25%32%65` is `%252e` once its unreserved bytes are decoded.
+        if double_encodes_a_separator(&out) {
+            return Err(PathError::DoubleEncoded);
+        }
         // Only ASCII went in, and every decoded byte is an unreserved ASCII character.
         Cow::Owned(String::from_utf8_lossy(&out).into_owned())
     };
@@ -134,6 +146,20 @@ pub(crate) fn without_parameters(path: &str) -> Option<String> {
             .map(segment_name)
             .collect::<Vec<_>>()
             .join("/")
+    })
+}
+
+/// Whether `path` holds `%25` followed by the encoding of a `.`, `/`, `\`, `;` or NUL: what a
+/// second decoding would turn into the first's.
+fn double_encodes_a_separator(path: &[u8]) -> bool {
+    memchr::memmem::find_iter(path, b"%25").any(|i| {
+        let (Some(hi), Some(lo)) = (
+            path.get(i + 3).copied().and_then(hex),
+            path.get(i + 4).copied().and_then(hex),
+        ) else {
+            return false;
+        };
+        matches!(hi << 4 | lo, b'.' | b'/' | b'\\' | b';' | 0)
     })
 }
 
@@ -212,6 +238,7 @@ mod tests {
             assert_eq!(normalize(p), Err(PathError::DotSegment), "{p}");
         }
         // Dots inside a segment are ordinary characters, and so are parameters after a name.
+
         assert_eq!(normalize("/a/..b/c.d/...").unwrap(), "/a/..b/c.d/...");
         for p in [
             "/a;b/c",
@@ -244,6 +271,30 @@ mod tests {
     fn encoded_separators_and_backslashes_are_refused() {
         for p in ["/api%2fx", "/api%2Fx", "/api%5cx", "/a\\b", "/a%00"] {
             assert_eq!(normalize(p), Err(PathError::EncodedSeparator), "{p}");
+        }
+    }
+
+    #[test]
+    fn separators_encoded_twice_are_refused_and_other_percent_signs_pass() {
+        for p in [
+            "/public/%252e%252e/api",
+            "/public/%252E./api",
+            "/api%252fx",
+            "/api%255Cx",
+            "/api%253bx/y",
+            "/a%2500",
+            // `%32` and `%65` are decoded first: the path is `%252e` by then.
+            "/public/%25%32%65%25%32%65/api",
+        ] {
+            assert_eq!(normalize(p), Err(PathError::DoubleEncoded), "{p}");
+        }
+        for (p, canonical) in [
+            ("/discount/100%25", "/discount/100%25"),
+            ("/q/%2541", "/q/%2541"),
+            ("/q/%25%25", "/q/%25%25"),
+            ("/q/%252", "/q/%252"),
+        ] {
+            assert_eq!(normalize(p).unwrap(), canonical, "{p}");
         }
     }
 

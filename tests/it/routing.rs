@@ -163,6 +163,10 @@ async fn dot_segments_never_dodge_a_route_and_never_reach_an_upstream() {
         "/public/..%3B/api/x",
         "/public/..%3bx/api/x",
         "/public/.;/x",
+        // Encoded twice: an upstream that decodes twice sees `/public/../api/x`.
+        "/public/%252e%252e/api/x",
+        "/public/..%252fapi/x",
+        "/public/%25%32%65%25%32%65/api/x",
     ] {
         let answer = raw_get(gw.addr, path).await;
         assert_eq!(raw_status(&answer), 400, "{path}: {answer}");
