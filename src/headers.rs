@@ -193,8 +193,8 @@ fn is_forwarding(name: &HeaderName) -> bool {
 /// Rewrite module writes them for the application behind it, and applications that read them
 /// (Symfony and Zend Framework did until their 2018 fixes, CVE-2018-14773) serve the path they
 /// name in place of the request's: a request the gateway routed as `/public` would be served
-/// as the `/admin` such a header names. The gateway vouches for the path it routed, so no peer's copy
-/// is passed on, a trusted proxy's included (nginx passes a client's on as it is).
+/// as the `/admin` such a header names. The gateway vouches for the path it routed, so no
+/// peer's copy is passed on, a trusted proxy's included (nginx passes a client's on as it is).
 fn is_url_override(name: &HeaderName) -> bool {
     let name = name.as_str().as_bytes();
     same_name_reading_underscores(name, b"x-original-url")

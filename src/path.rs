@@ -238,7 +238,6 @@ mod tests {
             assert_eq!(normalize(p), Err(PathError::DotSegment), "{p}");
         }
         // Dots inside a segment are ordinary characters, and so are parameters after a name.
-
         assert_eq!(normalize("/a/..b/c.d/...").unwrap(), "/a/..b/c.d/...");
         for p in [
             "/a;b/c",

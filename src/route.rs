@@ -157,8 +157,9 @@ pub(crate) fn select<'a>(
 /// and Symfony (`X-HTTP-Method-Override`), OData (`X-HTTP-Method`), others (`X-Method-Override`);
 /// with their names as the error says them. `None`: no such header.
 fn method_override_header(name: &HeaderName) -> Option<&'static str> {
-    // Called for each of the request's few headers: one pass over them costs about 200
-    // instructions a request, a hashed lookup of each of these names about 900 (callgrind).
+    // Called for each of the request's few headers. Callgrind, release build: the whole check
+    // took about 200 instructions a request this way, about 900 with a hashed lookup of each
+    // of these names and the query always scanned.
     match name.as_str() {
         "x-http-method-override" => Some("X-HTTP-Method-Override header"),
         "x-http-method" => Some("X-HTTP-Method header"),
