@@ -144,7 +144,8 @@ async fn flow(
     trace.route = Some(route.clone());
     if plan.routes_by_method {
         let query = parts.uri.query();
-        route::check_method_override(&plan.routes, route, host, &path, &parts.headers, query)?;
+        let (method, headers) = (&parts.method, &parts.headers);
+        route::check_method_override(&plan.routes, route, method, host, &path, headers, query)?;
     }
     let identity = authenticate(plan, route, &parts).await?;
     trace.identity = identity.clone();

@@ -171,22 +171,34 @@ fn method_override_header(name: &HeaderName) -> Option<&'static str> {
 /// The query parameter Express (`methodOverride('_method')`), Symfony and Laravel read.
 const METHOD_OVERRIDE_PARAMETER: &str = "_method query parameter";
 
+/// The request's own method, when it has lower-case letters.
+const LOWER_CASE_METHOD: &str = "lower-case method";
+
 /// An upstream that honours a method override serves the request as the method it names: a
 /// `POST` that routes match for a public route would reach its upstream as the `DELETE` a later
 /// route guards. Where routes match on methods, a request whose every override would reach the
 /// route it reached is forwarded as it is; one whose override would be routed elsewhere, or
 /// nowhere, is refused, and so is an override that names no method (what an upstream makes of it
 /// cannot be known). An override in a form body (Rails, Laravel) is beyond a gateway that does
-/// not read bodies: README says so.
+/// not read bodies: README says so. Django, Flask (Werkzeug) and Symfony read the request's own
+/// method in upper case, so `delete` is their `DELETE` though not the routes' (methods are
+/// case-sensitive, RFC 9110 section 9.1): a method with lower-case letters is held to the
+/// same rule.
 pub(crate) fn check_method_override(
     routes: &[Arc<Route>],
     route: &Arc<Route>,
+    method: &Method,
     host: Option<&str>,
     path: &str,
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<(), GatewayError> {
-    for (source, method) in method_overrides(headers, query) {
+    let own = method.as_str();
+    let upper = own.bytes().any(|b| b.is_ascii_lowercase()).then(|| {
+        let upper = Method::from_bytes(own.to_ascii_uppercase().as_bytes()).ok();
+        (LOWER_CASE_METHOD, upper)
+    });
+    for (source, method) in upper.into_iter().chain(method_overrides(headers, query)) {
         let same = method
             .is_some_and(|m| select(routes, &m, host, path).is_ok_and(|r| Arc::ptr_eq(r, route)));
         if !same {

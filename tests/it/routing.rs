@@ -300,6 +300,49 @@ routes:
 }
 
 #[tokio::test]
+async fn a_lower_case_method_never_slips_past_the_route_of_its_upper_case() {
+    // Writes need a token, the rest is public: Django, Flask and Symfony read the method in
+    // upper case, and would take `delete` for the DELETE the first route guards.
+    let up = Upstream::recording().await;
+    let closed = support::closed_port().await;
+    let gw = Gateway::start(&format!(
+        "listen: 127.0.0.1:0
+issuers:
+  acme:
+    cryptr: {{ base_url: \"http://{closed}\", tenants: [acme] }}
+    audiences: [app]
+routes:
+  - name: writes
+    match: {{ prefix: /api, methods: [DELETE, PUT] }}
+    upstream: {}
+    auth: {{ issuers: [acme] }}
+  - name: rest
+    match: {{ prefix: /api }}
+    upstream: {}
+    auth: none
+",
+        up.url(),
+        up.url()
+    ))
+    .await;
+    let request = |method: &str| {
+        format!("{method} /api/x HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    };
+    let answer = raw_request(gw.addr, request("DELETE").as_bytes()).await;
+    assert_eq!(raw_status(&answer), 401, "{answer}");
+    for method in ["delete", "Delete", "pUT"] {
+        let answer = raw_request(gw.addr, request(method).as_bytes()).await;
+        assert_eq!(raw_status(&answer), 400, "{method}: {answer}");
+        assert_eq!(raw_json(&answer)["code"], "method_override", "{method}");
+    }
+    assert_eq!(up.count(), 0, "a lower-case write was forwarded");
+    // One whose upper case reaches the same route is forwarded as sent.
+    let answer = raw_request(gw.addr, request("get").as_bytes()).await;
+    assert_eq!(raw_status(&answer), 200, "{answer}");
+    assert_eq!(up.last().method, "get");
+}
+
+#[tokio::test]
 async fn path_is_matched_and_forwarded_in_one_canonical_form() {
     let up = Upstream::recording().await;
     let gw = Gateway::start(&config(&format!(
