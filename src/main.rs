@@ -467,8 +467,9 @@ fn check(path: &std::path::Path) -> ExitCode {
 fn run(path: &std::path::Path, workers: Option<u16>) -> ExitCode {
     // `--workers 1` is a work-stealing runtime of one worker, not a current-thread one: its
     // LIFO slot runs a task woken by the running one next. With one token, it served 0.90x
-    // of nginx's rate against 0.84x for a current-thread runtime (medians of 6 interleaved
-    // rounds of `wrk -t2 -c64`).
+    // of nginx's rate against 0.84x for a current-thread runtime in one A/B (medians of 6
+    // interleaved rounds of `wrk -t2 -c64`); two later ones (8 and 12 rounds, release builds)
+    // had it at 0.829x against 0.843x and 0.840x: no difference the noise lets through.
     with_runtime(Threads::Workers(workers.map(usize::from)), async {
         let plan = match config::load_file(path) {
             Ok(plan) => plan,
