@@ -214,31 +214,40 @@ async fn path_parameters_never_carry_a_path_past_its_route() {
     }
 }
 
+/// A gateway with two routes for `/api` to `up`, in this order, each `(name, methods, guarded)`:
+/// `methods` in YAML (`[GET, POST]`) or `None` for every method; a guarded route asks for a
+/// token from an issuer behind a closed port (a request without one is refused before any fetch).
+async fn api_routes_by_method(up: &Upstream, routes: [(&str, Option<&str>, bool); 2]) -> Gateway {
+    let closed = support::closed_port().await;
+    let routes: String = routes
+        .iter()
+        .map(|(name, methods, guarded)| {
+            let methods = methods.map(|m| format!(", methods: {m}")).unwrap_or_default();
+            let auth = if *guarded { "{ issuers: [acme] }" } else { "none" };
+            format!(
+                "  - name: {name}\n    match: {{ prefix: /api{methods} }}\n    upstream: {}\n    auth: {auth}\n",
+                up.url()
+            )
+        })
+        .collect();
+    Gateway::start(&format!(
+        "listen: 127.0.0.1:0\nissuers:\n  acme:\n    cryptr: {{ base_url: \"http://{closed}\", tenants: [acme] }}\n    audiences: [app]\nroutes:\n{routes}"
+    ))
+    .await
+}
+
 #[tokio::test]
 async fn a_method_override_never_carries_a_request_past_its_route() {
     // Reads are public, everything else on /api needs a token: an upstream that honours an
     // override would take a public POST for the DELETE the second route guards.
     let up = Upstream::recording().await;
-    let closed = support::closed_port().await;
-    let gw = Gateway::start(&format!(
-        "listen: 127.0.0.1:0
-issuers:
-  acme:
-    cryptr: {{ base_url: \"http://{closed}\", tenants: [acme] }}
-    audiences: [app]
-routes:
-  - name: reads
-    match: {{ prefix: /api, methods: [GET, POST] }}
-    upstream: {}
-    auth: none
-  - name: writes
-    match: {{ prefix: /api }}
-    upstream: {}
-    auth: {{ issuers: [acme] }}
-",
-        up.url(),
-        up.url()
-    ))
+    let gw = api_routes_by_method(
+        &up,
+        [
+            ("reads", Some("[GET, POST]"), false),
+            ("writes", None, true),
+        ],
+    )
     .await;
     let post = |target: &str, header: &str| {
         format!("POST {target} HTTP/1.1\r\nHost: gw.test\r\n{header}Content-Length: 0\r\nConnection: close\r\n\r\n")
@@ -304,26 +313,13 @@ async fn a_lower_case_method_never_slips_past_the_route_of_its_upper_case() {
     // Writes need a token, the rest is public: Django, Flask and Symfony read the method in
     // upper case, and would take `delete` for the DELETE the first route guards.
     let up = Upstream::recording().await;
-    let closed = support::closed_port().await;
-    let gw = Gateway::start(&format!(
-        "listen: 127.0.0.1:0
-issuers:
-  acme:
-    cryptr: {{ base_url: \"http://{closed}\", tenants: [acme] }}
-    audiences: [app]
-routes:
-  - name: writes
-    match: {{ prefix: /api, methods: [DELETE, PUT] }}
-    upstream: {}
-    auth: {{ issuers: [acme] }}
-  - name: rest
-    match: {{ prefix: /api }}
-    upstream: {}
-    auth: none
-",
-        up.url(),
-        up.url()
-    ))
+    let gw = api_routes_by_method(
+        &up,
+        [
+            ("writes", Some("[DELETE, PUT]"), true),
+            ("rest", None, false),
+        ],
+    )
     .await;
     let request = |method: &str| {
         format!("{method} /api/x HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
