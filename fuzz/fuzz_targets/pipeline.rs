@@ -132,15 +132,20 @@ fn check_echo(plan: &Plan, path: &str, json: &[u8]) {
         return;
     };
     for name in headers.keys() {
-        let canonical = name.to_ascii_lowercase().replace('_', "-");
         if path == "/echo" || path.starts_with("/echo/") {
+            // `contains` reads `_` as `-` itself; the names came out of a header map, so they
+            // parse as header names.
+            let header = http::HeaderName::from_bytes(name.as_bytes());
             assert!(
-                !plan.auth.identity_headers.contains(&canonical),
+                !header.is_ok_and(|h| plan.auth.identity_headers.contains(&h)),
                 "the public echo upstream saw the identity header {name}"
             );
         }
         if path == "/whoami" {
-            assert_ne!(canonical, "authorization", "/whoami forwarded the token");
+            assert!(
+                !name.eq_ignore_ascii_case("authorization"),
+                "/whoami forwarded the token"
+            );
         }
     }
 }
