@@ -9,7 +9,9 @@
 //! Invariants: no panic; a normalised path is canonical (absolute, no `//`, no dot segment,
 //! no `\` or encoded separator, a fixed point of `normalize`) and means the same bytes once
 //! decoded; `select` answers what a plain first-match scan answers (405 only when a route
-//! matches the target, listing methods other than the request's); `upstream_path` is an
+//! matches the target, listing methods other than the request's), but refuses a path whose
+//! `;parameters` take it to another route than the one it reaches without them (what Tomcat,
+//! Jetty and Spring route on); `upstream_path` is an
 //! absolute tail of the path; when `a` covers `b`, every path `b` matches, `a` matches.
 #![no_main]
 
@@ -20,7 +22,7 @@ use std::sync::OnceLock;
 use cryptr_gateway::config::Plan;
 use cryptr_gateway::error::GatewayError;
 use cryptr_gateway::fuzzing;
-use cryptr_gateway::path::normalize;
+use cryptr_gateway::path::{normalize, PathError};
 use cryptr_gateway::route::{PathMatch, Route};
 use http::{HeaderMap, HeaderValue, Method, Uri};
 use libfuzzer_sys::fuzz_target;
@@ -78,6 +80,19 @@ fn rule(line: &[u8]) -> Option<PathMatch> {
     } else {
         PathMatch::Prefix(p.to_string())
     })
+}
+
+/// `path` with each segment cut at its first `;`, literal or encoded (`%3B`): the path that
+/// Tomcat, Jetty and Spring route on.
+fn without_parameters(path: &str) -> String {
+    path.split('/')
+        .map(|s| {
+            let lower = s.to_ascii_lowercase();
+            let cut = [s.find(';'), lower.find("%3b")].into_iter().flatten().min();
+            &s[..cut.unwrap_or(s.len())]
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 fn target_matches(r: &Route, host: Option<&str>, path: &str) -> bool {
@@ -143,11 +158,24 @@ fuzz_target!(|data: &[u8]| {
             "host {h:?}"
         );
     }
-    let reference = routes
-        .iter()
-        .find(|r| target_matches(r, host, path) && allows(r, &method));
+    let scan = |p: &str| {
+        routes
+            .iter()
+            .find(|r| target_matches(r, host, p) && allows(r, &method))
+    };
+    let reference = scan(path);
+    // A route found for a path with `;parameters` must be the one found without them.
+    let moved_by_parameters = reference.is_some_and(|r| {
+        let bare = without_parameters(path);
+        bare != path && !scan(&bare).is_some_and(|b| std::sync::Arc::ptr_eq(b, r))
+    });
     match fuzzing::select_route(routes, &method, host, path) {
         Ok(r) => {
+            assert!(
+                !moved_by_parameters,
+                "{path:?} reached {} though it is another route's without its parameters",
+                r.name
+            );
             let expected = reference.expect("select found a route the scan does not");
             assert!(
                 std::sync::Arc::ptr_eq(r, expected),
@@ -174,6 +202,12 @@ fuzz_target!(|data: &[u8]| {
             assert!(!allowed.is_empty());
             assert!(!allowed.contains(&method), "405 for {method} listing it");
             assert!(routes.iter().any(|r| target_matches(r, host, path)));
+        }
+        Err(GatewayError::InvalidPath(PathError::ParametersChangeRoute)) => {
+            assert!(
+                moved_by_parameters,
+                "{path:?} refused for parameters that change no route"
+            );
         }
         Err(GatewayError::RouteNotFound) => {
             assert!(
