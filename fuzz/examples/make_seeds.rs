@@ -120,8 +120,14 @@ fn main() {
     rsa_4096.alg = Algorithm::RS512;
     let header =
         |alg: &str, kid: &str| json!({"alg": alg, "typ": "JWT", "kid": kid, "iss": LOCAL_ISS});
-    let cryptr = String::from_utf8(read("../../shared/fixtures/cryptr/drag-n-survey.v1.access.jwt")).unwrap();
-    let cryptr_expired = String::from_utf8(read("../../shared/fixtures/cryptr/drag-n-survey.v1.access-expired.jwt")).unwrap();
+    let cryptr = String::from_utf8(read(
+        "../../shared/fixtures/cryptr/drag-n-survey.v1.access.jwt",
+    ))
+    .unwrap();
+    let cryptr_expired = String::from_utf8(read(
+        "../../shared/fixtures/cryptr/drag-n-survey.v1.access-expired.jwt",
+    ))
+    .unwrap();
     let rsa_a_public_pem = {
         // The alg-confusion classic: HS256 "signed" with the RSA public key's PEM.
         let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(rsa_a.jwk().unwrap()).unwrap();
@@ -366,7 +372,10 @@ fn main() {
         read("../../shared/fixtures/cryptr/drag-n-survey.jwks.json"),
     );
     write("parse_jwks", "local.json", &local_jwks);
-    let cryptr_doc: Value = serde_json::from_slice(&read("../../shared/fixtures/cryptr/drag-n-survey.jwks.json")).unwrap();
+    let cryptr_doc: Value = serde_json::from_slice(&read(
+        "../../shared/fixtures/cryptr/drag-n-survey.jwks.json",
+    ))
+    .unwrap();
     let all = local_keys
         .iter()
         .chain(cryptr_doc["keys"].as_array().unwrap());
