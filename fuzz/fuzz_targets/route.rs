@@ -11,8 +11,8 @@
 //! decoded; `select` answers what a plain first-match scan answers (405 only when a route
 //! matches the target, listing methods other than the request's), but refuses a path whose
 //! `;parameters` take it to another route than the one it reaches without them (what Tomcat,
-//! Jetty and Spring route on); `upstream_path` is an
-//! absolute tail of the path; when `a` covers `b`, every path `b` matches, `a` matches.
+//! Jetty and Spring route on); `upstream_path` is an absolute tail of the path; when `a`
+//! covers `b`, every path `b` matches, `a` matches.
 #![no_main]
 
 mod common;
