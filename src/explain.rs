@@ -115,14 +115,9 @@ pub async fn explain(plan: &Plan, req: &Request, check: &Check) -> Explanation {
         }
     };
     x.step("route", describe(r));
-    if plan.routes_by_method {
-        let query = uri.query();
-        let (method, headers) = (&req.method, &req.headers);
-        if let Err(e) =
-            route::check_method_override(&plan.routes, r, method, host, &path, headers, query)
-        {
-            return x.refuse(&e);
-        }
+    let (method, headers, query) = (&req.method, &req.headers, uri.query());
+    if let Err(e) = route::check_method_override(plan, r, method, host, &path, headers, query) {
+        return x.refuse(&e);
     }
     match (origin, &r.cors) {
         (None, _) => {}

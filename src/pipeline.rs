@@ -142,11 +142,8 @@ async fn flow(
     }
     let route = route::select(&plan.routes, &parts.method, host, &path)?;
     trace.route = Some(route.clone());
-    if plan.routes_by_method {
-        let query = parts.uri.query();
-        let (method, headers) = (&parts.method, &parts.headers);
-        route::check_method_override(&plan.routes, route, method, host, &path, headers, query)?;
-    }
+    let (method, headers, query) = (&parts.method, &parts.headers, parts.uri.query());
+    route::check_method_override(plan, route, method, host, &path, headers, query)?;
     let identity = authenticate(plan, route, &parts).await?;
     trace.identity = identity.clone();
     let body = limit_body(&parts, body, route)?;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use http::header::HeaderName;
 use http::{HeaderMap, Method};
 
+use crate::config::Plan;
 use crate::error::GatewayError;
 use crate::upstream::Upstream;
 
@@ -183,9 +184,10 @@ const LOWER_CASE_METHOD: &str = "lower-case method";
 /// not read bodies: README says so. Django, Flask (Werkzeug) and Symfony read the request's own
 /// method in upper case, so `delete` is their `DELETE` though not the routes' (methods are
 /// case-sensitive, RFC 9110 section 9.1): a method with lower-case letters is held to the
-/// same rule.
+/// same rule. Where no route matches on methods (`Plan::routes_by_method`), no method can
+/// change the route, and nothing is looked for.
 pub(crate) fn check_method_override(
-    routes: &[Arc<Route>],
+    plan: &Plan,
     route: &Arc<Route>,
     method: &Method,
     host: Option<&str>,
@@ -193,6 +195,10 @@ pub(crate) fn check_method_override(
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<(), GatewayError> {
+    if !plan.routes_by_method {
+        return Ok(());
+    }
+    let routes = &plan.routes;
     let own = method.as_str();
     let upper = own.bytes().any(|b| b.is_ascii_lowercase()).then(|| {
         let upper = Method::from_bytes(own.to_ascii_uppercase().as_bytes()).ok();
